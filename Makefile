@@ -1,0 +1,37 @@
+# Thin wrappers. Each target creates .venv (if missing) and installs the project into it.
+PROFILE ?= full
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup reproduce test test-unit test-notebooks lab bench clean-artifacts
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## make reproduce [PROFILE=full|quick|smoke]: data, then the whole notebook chain
+reproduce: setup
+	$(PY) -m helpers.pipeline --profile $(PROFILE)
+
+## make test: unit tests, then every notebook on the smoke profile (nbval)
+test: test-unit test-notebooks
+
+test-unit: setup
+	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q tests
+
+test-notebooks: setup
+	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean-artifacts:
+	rm -rf artifacts/$(PROFILE)

@@ -1,0 +1,27 @@
+"""Model families, one per file. Each model keeps its constructor arguments in a
+dataclass ``.config`` so that a checkpoint can rebuild it (see helpers.checkpoints)."""
+
+from __future__ import annotations
+
+MODEL_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make ``cls`` rebuildable from a checkpoint by its name."""
+    MODEL_REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _import_all() -> None:
+    # Imported for their @register side effect; a missing family is simply not registered.
+    import importlib
+
+    for name in ("vqvae", "vqvae2", "pixelcnn", "pixelsnail", "superres"):
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+
+
+_import_all()

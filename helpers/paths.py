@@ -1,0 +1,93 @@
+"""Every path of the project, anchored on one PROJECT_ROOT.
+
+Data lives in ``data/`` (``sources.json`` committed, ``raw/`` and ``processed/``
+ignored); everything a notebook produces lives in ``artifacts/<profile>/``.
+A notebook that needs an artifact asks for it with :func:`require`, which
+names the notebook to run first when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+DATA_DIR = PROJECT_ROOT / "data"
+SOURCES_JSON = DATA_DIR / "sources.json"
+DOCS_RESULTS_DIR = PROJECT_ROOT / "docs" / "results"
+
+# Overridable so that tests (and users with a big scratch disk) can point the
+# mutable trees elsewhere without touching the code.
+RAW_DIR = Path(os.environ.get("EMOJIVQ_RAW_DIR", DATA_DIR / "raw"))
+PROCESSED_ROOT = Path(os.environ.get("EMOJIVQ_PROCESSED_DIR", DATA_DIR / "processed"))
+ARTIFACTS_ROOT = Path(os.environ.get("EMOJIVQ_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"))
+
+# Which notebook writes which artifact: the "run NN_name first" messages come from here.
+PRODUCERS = {
+    "dataset": "00_data",
+    "vqvae": "01_vqvae",
+    "codes_vqvae": "01_vqvae",
+    "vqvae_metrics": "01_vqvae",
+    "pixelcnn": "02_pixelcnn",
+    "gated_pixelcnn": "02_pixelcnn",
+    "prior_vqvae_metrics": "02_pixelcnn",
+    "vqvae2": "03_vqvae2",
+    "codes_vqvae2": "03_vqvae2",
+    "vqvae2_metrics": "03_vqvae2",
+    "pixelsnail_top": "04_pixelsnail",
+    "pixelsnail_bottom": "04_pixelsnail",
+    "prior_vqvae2_metrics": "04_pixelsnail",
+    "superres": "05_extensions",
+    "extensions_metrics": "05_extensions",
+}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An input of a notebook does not exist yet: the message says which notebook makes it."""
+
+
+def processed_dir(profile: str) -> Path:
+    return PROCESSED_ROOT / profile
+
+
+def dataset_path(profile: str) -> Path:
+    return processed_dir(profile) / "dataset.pt"
+
+
+def artifacts_dir(profile: str) -> Path:
+    return ARTIFACTS_ROOT / profile
+
+
+def checkpoint_path(profile: str, name: str) -> Path:
+    """``artifacts/<profile>/<name>.pt`` — models and code grids alike."""
+    return artifacts_dir(profile) / f"{name}.pt"
+
+
+def metrics_path(profile: str, stage: str) -> Path:
+    return artifacts_dir(profile) / "metrics" / f"{stage}.json"
+
+
+def runs_dir(profile: str) -> Path:
+    return artifacts_dir(profile) / "runs"
+
+
+def figures_dir(profile: str) -> Path:
+    return artifacts_dir(profile) / "figures"
+
+
+def cache_dir(profile: str) -> Path:
+    """Expensive derived values (e.g. FID statistics of the train set), keyed by data fingerprint."""
+    return artifacts_dir(profile) / "cache"
+
+
+def require(path: Path, artifact: str) -> Path:
+    """Return ``path`` if it exists, else stop with the notebook that produces ``artifact``."""
+    path = Path(path)
+    if not path.exists():
+        producer = PRODUCERS.get(artifact, "the notebook that produces it")
+        raise MissingArtifactError(
+            f"{artifact} is missing ({path}): run {producer} first "
+            f"(or `python -m helpers.pipeline --profile <profile> --only {producer[:2]}`)."
+        )
+    return path

@@ -1,0 +1,149 @@
+"""The Trainer: learning, early stopping, checkpoints, resume, numerical faults."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from helpers.checkpoints import CheckpointError, load_checkpoint
+from helpers.models import register
+from helpers.train import TrainConfig, Trainer
+
+
+@dataclass
+class TinyConfig:
+    dim: int = 4
+    blow_up_at: int = -1   # a training step at which the loss becomes NaN (-1: never)
+
+
+@register
+class TinyRegressor(torch.nn.Module):
+    """y = w.x + noise-free target; enough to see a loss fall."""
+
+    def __init__(self, config: TinyConfig):
+        super().__init__()
+        self.config = config
+        self.linear = torch.nn.Linear(config.dim, 1)
+        self.drop = torch.nn.Dropout(0.1)   # uses the global RNG: resume must restore it
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_config_dict(cls, d):
+        return cls(TinyConfig(**d))
+
+    def training_step(self, batch):
+        x, y = batch
+        if self.training:
+            self.calls += 1
+        loss = torch.nn.functional.mse_loss(self.linear(self.drop(x)).squeeze(-1), y)
+        if self.training and self.calls.item() == self.config.blow_up_at:
+            loss = loss * float("nan")
+        return loss, {"mse": loss.item()}
+
+
+def data(n=256, dim=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g)
+    y = x @ torch.arange(1.0, dim + 1) + 0.5
+    return (x[:200], y[:200]), (x[200:], y[200:])
+
+
+def config(**kw):
+    base = dict(epochs=6, batch_size=32, lr=0.3, warmup_steps=2, precision="fp32", progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_trainer_lowers_the_validation_loss(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt")
+    trainer.run()
+    losses = trainer.history["val_loss"]
+    assert len(losses) == 6 and losses[-1] < 0.2 * losses[0]
+    assert (tmp_path / "m.pt").exists() and (tmp_path / "m.last.pt").exists()
+
+
+def test_finished_run_is_loaded_not_retrained(tmp_path, capsys):
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt").run()
+    again = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt")
+    model = again.run()
+    assert "loaded finished run" in capsys.readouterr().out
+    assert model.calls.item() > 0 and again.epoch == 6
+
+
+def test_best_checkpoint_holds_the_lowest_val_loss(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(lr=0.3, schedule="constant"), tmp_path / "m.pt")
+    model = trainer.run()
+    best = load_checkpoint(tmp_path / "m.pt")
+    assert best["metrics"]["best_val"] == pytest.approx(min(trainer.history["val_loss"]))
+    assert trainer.evaluate()["loss"] == pytest.approx(best["metrics"]["best_val"], rel=1e-5)
+    assert best["extra"]["completed"] is True
+
+
+def test_early_stopping_stops_when_val_loss_stalls(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    # lr 0: nothing improves after the first epoch.
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(lr=0.0, epochs=50, patience=3), tmp_path / "m.pt")
+    trainer.run()
+    assert trainer.stopped_early and trainer.epoch == 4
+
+
+def test_resume_continues_bit_identical(tmp_path):
+    train, val = data()
+    torch.manual_seed(0)
+    full = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "a.pt")
+    full.run()
+
+    def kill_after_third_epoch(trainer, record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    first = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "b.pt",
+                    callbacks=[kill_after_third_epoch])
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    torch.manual_seed(123)  # the resumed process starts with another RNG state
+    resumed = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "b.pt")
+    resumed.run()
+    assert resumed.history["val_loss"] == full.history["val_loss"]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    steps_per_epoch = 200 // 32
+    model = TinyRegressor(TinyConfig(blow_up_at=2 * steps_per_epoch + 3))
+    trainer = Trainer(model, train, val, config(), tmp_path / "m.pt")
+    with pytest.raises(FloatingPointError, match=r"epoch 3, step 15.*m\.last\.pt"):
+        trainer.run()
+    last = load_checkpoint(tmp_path / "m.last.pt")
+    assert last["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt").run()
+    other = Trainer(TinyRegressor(TinyConfig(blow_up_at=99)), train, val, config(), tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="model_kwargs.blow_up_at"):
+        other.run()
+
+
+def test_resume_refuses_other_data(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt",
+            data_fingerprint="aaa").run()
+    other = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt", data_fingerprint="bbb")
+    with pytest.raises(CheckpointError, match="data_fingerprint"):
+        other.run()
