@@ -48,6 +48,18 @@ def _record_time(profile: str, name: str, seconds: float) -> None:
     os.replace(tmp, path)
 
 
+def _failing_cell(executed: Path, index: int) -> tuple[int, str]:
+    """The failing cell's 1-based number in the notebook as written (papermill's injected
+    parameters cell not counted) and its first line."""
+    import nbformat
+
+    cells = [c for c in nbformat.read(executed, as_version=4).cells   # minus papermill's error banner
+             if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[:index])
+    lines = cells[index].source.strip().splitlines() or [""]
+    return index + 1 - injected, lines[0][:80]
+
+
 def run_chain(profile: str, chosen: list[Path], kernel: str | None = None) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -65,8 +77,9 @@ def run_chain(profile: str, chosen: list[Path], kernel: str | None = None) -> in
                 str(notebook), str(output), parameters={"PROFILE": profile}, kernel_name=kernel,
                 cwd=str(paths.NOTEBOOKS_DIR), progress_bar=sys.stderr.isatty(), log_output=False)
         except PapermillExecutionError as e:
-            print(f"FAILED: {notebook.name}, cell {e.cell_index} (execution count {e.exec_count}): "
-                  f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {output}", file=sys.stderr)
+            cell, first_line = _failing_cell(output, e.cell_index)
+            print(f"FAILED: {notebook.name}, cell {cell} (`{first_line}`): {e.ename}: {e.evalue}\n"
+                  f"  executed copy with the traceback: {output}", file=sys.stderr)
             return 1
         seconds = time.perf_counter() - start
         _record_time(profile, notebook.stem, seconds)

@@ -1,0 +1,141 @@
+"""Paths, profiles, checkpoints, the chain runner, and the committed notebooks themselves."""
+
+import json
+import os
+import pickle
+
+import nbformat
+import pytest
+import torch
+
+from helpers import checkpoints, paths, pipeline
+from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
+from helpers.profiles import PROFILES, get_profile
+from helpers.runtime import seed_everything
+
+
+def test_require_names_the_notebook_to_run_first(tmp_path):
+    with pytest.raises(paths.MissingArtifactError, match="run 01_vqvae first"):
+        paths.require(tmp_path / "vqvae.pt", "vqvae")
+    (tmp_path / "vqvae.pt").write_bytes(b"x")
+    assert paths.require(tmp_path / "vqvae.pt", "vqvae") == tmp_path / "vqvae.pt"
+
+
+def test_artifact_paths_live_under_the_profile(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    assert paths.checkpoint_path("quick", "vqvae") == tmp_path / "quick" / "vqvae.pt"
+    assert paths.metrics_path("full", "vqvae") == tmp_path / "full" / "metrics" / "vqvae.json"
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("EMOJIVQ_PROFILE", "quick")
+    assert get_profile().name == "quick"
+    monkeypatch.delenv("EMOJIVQ_PROFILE")
+    assert get_profile().name == "full"
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    assert PROFILES["smoke"].n_samples < PROFILES["quick"].n_samples < PROFILES["full"].n_samples
+
+
+def test_seed_everything_repeats_draws():
+    seed_everything(3)
+    a = torch.rand(4)
+    seed_everything(3)
+    assert torch.equal(a, torch.rand(4))
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        safe_load(path)
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "m.pt"
+    atomic_save({"w": torch.randn(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"m\.pt: unreadable"):
+        safe_load(path)
+
+
+def test_atomic_save_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "m.pt"
+    atomic_save({"v": torch.tensor(1)}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"v": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert safe_load(path)["v"].item() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]   # no temp file left behind
+
+
+def test_non_project_file_is_refused(tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not an emoji-vq checkpoint"):
+        load_checkpoint(path)
+
+
+def test_mismatched_extra_field_is_named(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    checkpoints.save_checkpoint(tmp_path / "m.pt", model, extra={"image_size": 32})
+    with pytest.raises(CheckpointError, match="image_size is 32 in the checkpoint, 64 expected"):
+        load_checkpoint(tmp_path / "m.pt", expect={"image_size": 64})
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('PROFILE = ""')]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.slow
+def test_pipeline_names_the_failing_notebook_and_cell(tmp_path, monkeypatch, capsys):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "00_ok.ipynb", "x = 1")
+    _notebook(nbdir / "01_bad.ipynb", "y = 2", "raise ValueError('boom')")
+    _notebook(nbdir / "02_never.ipynb", "z = 3")
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    code = pipeline.main(["--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "FAILED: 01_bad.ipynb, cell 3 (`raise ValueError('boom')`)" in err and "ValueError: boom" in err
+    runs = tmp_path / "artifacts" / "smoke" / "runs"
+    assert (runs / "00_ok.ipynb").exists() and not (runs / "02_never.ipynb").exists()
+    timing = json.loads((tmp_path / "artifacts" / "smoke" / "metrics" / "timing.json").read_text())
+    assert set(timing) == {"00_ok", "total"}
+
+
+def test_pipeline_selects_from_and_only(tmp_path):
+    chain = [tmp_path / f"{i:02d}_n{i}.ipynb" for i in range(4)]
+    assert [p.name[:2] for p in pipeline.select(chain, start="02")] == ["02", "03"]
+    assert [p.name[:2] for p in pipeline.select(chain, only=["1", "03"])] == ["01", "03"]
+    with pytest.raises(SystemExit, match="no notebook matches"):
+        pipeline.select(chain, only=["09"])
+
+
+def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
+    found = pipeline.notebooks()
+    assert found, "no notebooks found"
+    for path in found:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
+        assert "from helpers" in "".join("".join(c["source"]) for c in code), path.name
