@@ -78,3 +78,72 @@ def bar_counts(table, x: str, y: str = "images", *, hue: str | None = None, titl
     sns.despine(ax=ax)
     fig.tight_layout()
     return fig
+
+
+def compare_grid(rows: Sequence[torch.Tensor], labels: Sequence[str], *, title: str | None = None,
+                 scale: float = 1.0):
+    """Equal-length image batches stacked as rows (e.g. originals over reconstructions)."""
+    n = len(rows[0])
+    if any(len(r) != n for r in rows):
+        raise ValueError("every row needs the same number of images")
+    return image_grid(torch.cat([_as_unit(r) for r in rows]), nrow=n, title=title, row_labels=list(labels),
+                      scale=scale)
+
+
+def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str | None = None, log: bool = True):
+    """Train and val curves per epoch for each of ``keys`` (``train_<k>`` / ``val_<k>`` in the history)."""
+    keys = [k for k in keys if f"train_{k}" in history or f"val_{k}" in history]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split, style in (("train", "-"), ("val", "--")):
+            values = history.get(f"{split}_{key}")
+            if values:
+                epochs = history["epoch"][-len(values):]
+                ax.plot(epochs, values, style, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        if log and all(v > 0 for v in history.get(f"train_{key}", [1])):
+            ax.set_yscale("log")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def table(rows: dict | Sequence[dict], *, index: str | None = None, floatfmt: str = "{:.4g}"):
+    """A pandas DataFrame for display: one row per dict (or one column of key/value pairs for a dict)."""
+    import pandas as pd
+
+    if isinstance(rows, dict):
+        df = pd.DataFrame({"value": [floatfmt.format(v) if isinstance(v, float) else v for v in rows.values()]},
+                          index=list(rows.keys()))
+        return df
+    df = pd.DataFrame(list(rows))
+    return df.set_index(index) if index else df
+
+
+class LiveGrid:
+    """An epoch callback for the Trainer that redraws one figure in place every ``every`` epochs
+    (live in JupyterLab; under papermill the last drawing is what the executed notebook keeps).
+    ``draw(model) -> Figure`` makes the picture."""
+
+    def __init__(self, draw, every: int = 5, title: str = "epoch {epoch}"):
+        self.draw, self.every, self.title = draw, every, title
+        self.handle = None
+
+    def __call__(self, trainer, record: dict) -> None:
+        epoch = record["epoch"]
+        if epoch % self.every and epoch != trainer.config.epochs:
+            return
+        from IPython.display import display
+
+        was_training = trainer.model.training
+        fig = self.draw(trainer.model)
+        trainer.model.train(was_training)
+        fig.suptitle(self.title.format(**record))
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
