@@ -81,3 +81,34 @@ def _plain(value):
     if isinstance(value, float):
         return round(value, 6)
     return value
+
+
+def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` categories drawn from the empirical distribution of ``categories`` (e.g. the train set),
+    so class-conditional samples are compared with real images of the same category mix."""
+    counts = torch.bincount(categories.long()).float()
+    return torch.multinomial(counts, n, replacement=True, generator=torch.Generator().manual_seed(seed))
+
+
+def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperature: float = 1.0,
+                  top_k: int | None = None, seed: int = 0, progress: bool = True) -> torch.Tensor:
+    """``n`` uint8 images: codes sampled from ``prior`` (seeded), decoded by ``vqvae``."""
+    from .sampling import decode, sample_codes
+
+    codes = sample_codes(prior, n, shape, labels=labels, temperature=temperature, top_k=top_k,
+                         generator=torch.Generator().manual_seed(seed), progress=progress)
+    return decode(vqvae, codes)
+
+
+def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,
+                    shape=(8, 8), seed: int = 0) -> list[dict]:
+    """FID of ``n`` samples per setting (``{"temperature", "top_k"}``) against ``real_features``
+    (the val set: settings are chosen on val, never on the train set the final FID uses)."""
+    from .metrics import fid_from_features, inception_features
+
+    rows = []
+    for setting in settings:
+        images = sample_images(prior, vqvae, n, shape=shape, labels=labels, seed=seed, progress=False, **setting)
+        rows.append({**setting, "val_fid": fid_from_features(inception_features(images, progress=False),
+                                                             real_features)})
+    return rows

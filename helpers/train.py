@@ -212,8 +212,9 @@ class Trainer:
 
     def _lr(self, start: float) -> float:
         cfg = self.config
-        if self.step < cfg.warmup_steps:
-            return cfg.lr * (self.step + 1) / cfg.warmup_steps
+        warmup = min(cfg.warmup_steps, max(1, self.total_steps // 10))   # short runs warm up for 10 %
+        if self.step < warmup:
+            return cfg.lr * (self.step + 1) / warmup
         if cfg.schedule == "constant":
             return cfg.lr
         progress = self.step / max(1, self.total_steps)

@@ -1,0 +1,360 @@
+"""Autoregressive priors over a grid of VQ codes, in raster order.
+
+Papers:
+- van den Oord, Kalchbrenner, Kavukcuoglu 2016, "Pixel Recurrent Neural Networks": PixelCNN,
+  masked convolutions (mask A at the input excludes the current position, mask B after it
+  includes it). Its stack of masked 3x3 convolutions has a blind spot: positions up-right
+  of the current one that it never sees.
+- van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders": the gated
+  PixelCNN. A vertical stack (everything above) and a horizontal stack (everything to the
+  left in the current row) remove the blind spot; tanh x sigmoid gates; a class embedding
+  added as a bias inside every gate conditions it on a category.
+
+Both models here:
+- read codes (B, H, W) long and return logits (B, K, H, W); the logits at (i, j) depend on
+  codes strictly before (i, j) in raster order only (tests check this by gradients);
+- may be conditioned on a category (``num_classes > 0``; class embedding as a bias in every
+  layer) and on a spatial map ``cond`` (B, cond_channels, H, W), added through a 1x1 conv in
+  every layer — generic enough for the VQ-VAE-2 bottom prior, which is conditioned on the
+  (embedded, upsampled) top codes;
+- depend, at row i, on rows <= i of their inputs only, so a sampler may run them on the
+  rows sampled so far (``supports_row_crop``; see helpers/sampling.py);
+- offer ``start_sampling(...)``: an incremental evaluator that caches every layer's
+  activations and computes, per sampled position, only that position (plus, for the gated
+  model, the vertical stack once per row) — one full forward's work per grid instead of one
+  per position. Same maths as ``forward`` (tests compare the two).
+
+``training_step`` returns the NLL in nats per code (mean cross-entropy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import register
+
+
+# ---- shared pieces ----------------------------------------------------------------------------
+
+class _Conditioning(nn.Module):
+    """Per-layer bias from a category (embedding) and/or a spatial map (1x1 conv)."""
+
+    def __init__(self, channels: int, num_classes: int, cond_channels: int):
+        super().__init__()
+        # index num_classes is "no category": what label dropout trains, and what labels=None uses
+        self.cls = nn.Embedding(num_classes + 1, channels) if num_classes > 0 else None
+        self.cond = nn.Conv2d(cond_channels, channels, 1) if cond_channels > 0 else None
+        if self.cls is not None:
+            nn.init.normal_(self.cls.weight, std=0.1)   # small: starts close to the unconditional model
+
+    def forward(self, labels, cond):
+        bias = 0
+        if self.cls is not None and labels is not None:
+            bias = self.cls(labels)[:, :, None, None]
+        if self.cond is not None and cond is not None:
+            bias = bias + self.cond(cond)
+        return bias
+
+    def at(self, labels, cond, i: int, j: int):
+        """The bias at position (i, j) as (B, C) (or 0), for incremental sampling."""
+        bias = self(labels, None if cond is None else cond[:, :, i:i + 1, j:j + 1])
+        return bias.flatten(1) if torch.is_tensor(bias) else bias
+
+
+def _prepare_labels(num_classes: int, labels, batch: int, device, label_dropout: float, training: bool):
+    if num_classes <= 0:
+        return None
+    if labels is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    labels = torch.as_tensor(labels, device=device).long()
+    if labels.ndim == 0:   # one category for the whole batch
+        labels = labels.expand(batch)
+    if training and label_dropout > 0:
+        drop = torch.rand(batch, device=device) < label_dropout
+        labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
+    return labels
+
+
+class _PriorMixin:
+    """What both priors share: the training step and config plumbing."""
+
+    supports_row_crop = True   # output at row i depends on input rows <= i only
+
+    @classmethod
+    def from_config_dict(cls, d: dict):
+        return cls(cls.config_class(**d))
+
+    def training_step(self, batch) -> tuple[torch.Tensor, dict]:
+        codes = batch[0].long()
+        labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
+        cond = batch[2].float() if len(batch) > 2 else None
+        logits = self(codes, labels, cond)
+        nll = F.cross_entropy(logits.float(), codes)   # nats per code
+        with torch.no_grad():
+            acc = (logits.argmax(1) == codes).float().mean()
+        return nll, {"nll": nll.item(), "acc": acc.item()}
+
+    def start_sampling(self, batch: int, shape, labels=None, cond=None):
+        """An incremental evaluator: ``state.step(codes, i, j) -> logits (B, K)`` at (i, j), called
+        in raster order after codes before (i, j) are filled in (see helpers/sampling.py)."""
+        labels = _prepare_labels(self.config.num_classes, labels, batch, self.embed.weight.device, 0.0, False)
+        return self._sampler_class(self, batch, tuple(shape), labels, cond)
+
+    def _head_at(self, x):
+        """The 1x1 head applied to (B, C) vectors."""
+        for m in self.head:
+            x = F.linear(x, m.weight.flatten(1), m.bias) if isinstance(m, nn.Conv2d) else m(x)
+        return x
+
+    @torch.no_grad()
+    def nll_per_image(self, codes, labels=None, cond=None) -> torch.Tensor:
+        """Sum of the per-code NLLs of each image (nats), for likelihood-based analysis."""
+        logits = self(codes.long(), labels, cond).float()
+        return F.cross_entropy(logits, codes.long(), reduction="none").flatten(1).sum(1)
+
+
+# ---- (a) the report's PixelCNN ----------------------------------------------------------------
+
+class MaskedConv2d(nn.Conv2d):
+    """A 'same' convolution whose kernel sees only positions before the centre (mask A) or up to
+    and including it (mask B), in raster order."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, mask_type: str):
+        super().__init__(c_in, c_out, kernel, padding=kernel // 2)
+        assert mask_type in ("A", "B")
+        mask = torch.ones(kernel, kernel)
+        c = kernel // 2
+        mask[c, c + (mask_type == "B"):] = 0
+        mask[c + 1:] = 0
+        self.register_buffer("mask", mask[None, None], persistent=False)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+@dataclass
+class PixelCNNConfig:
+    num_codes: int = 512        # K, size of the VQ codebook (logits per position)
+    hidden: int = 128           # channels of the residual stack
+    layers: int = 12            # residual blocks (ReLU + 3x3 mask-B conv + BatchNorm)
+    kernel: int = 3             # kernel of the mask-B convs
+    first_kernel: int = 7       # kernel of the mask-A input conv
+    head_hidden: int = 256      # width of the 1x1 head before the logits
+    num_classes: int = 0        # categories to condition on (0: unconditional)
+    label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
+    cond_channels: int = 0      # channels of a spatial condition map (0: none)
+    dropout: float = 0.0        # dropout inside the residual blocks
+
+
+class _PixelCNNBlock(nn.Module):
+    def __init__(self, cfg: PixelCNNConfig):
+        super().__init__()
+        self.conv = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.kernel, "B")
+        self.norm = nn.BatchNorm2d(cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels)
+
+    def forward(self, x, labels, cond):
+        return x + self.drop(self.norm(self.conv(F.relu(x)))) + self.cond(labels, cond)
+
+
+class _PixelCNNSampler:
+    """Incremental PixelCNN: zero-padded caches of every layer's input (channels last, so a window
+    is a few contiguous runs); at (i, j) each layer reads its (k//2+1) x k window above-and-left
+    (the masked taps have zero weight) and writes one position."""
+
+    def __init__(self, model: "PixelCNN", B: int, shape, labels, cond):
+        cfg, (H, W) = model.config, shape
+        dev, dt = model.embed.weight.device, model.embed.weight.dtype
+        self.m, self.labels, self.cond, self.W = model, labels, cond, W
+        self.p1, self.p = cfg.first_kernel // 2, cfg.kernel // 2
+        p1, p, C = self.p1, self.p, cfg.hidden
+        self.emb = torch.zeros(B, H + p1, W + 2 * p1, C, device=dev, dtype=dt)
+        # block inputs are cached after their ReLU (relu(0) = 0 keeps the zero padding)
+        self.xs = [torch.zeros(B, H + p, W + 2 * p, C, device=dev, dtype=dt) for _ in model.blocks]
+
+        def top_half(conv, k):   # masked kernel rows 0..k//2, flattened in (row, col, channel) order
+            return (conv.weight * conv.mask)[:, :, :k // 2 + 1].permute(0, 2, 3, 1).reshape(C, -1)
+
+        self.w_in = top_half(model.input, cfg.first_kernel)
+        self.w_blocks = [top_half(b.conv, cfg.kernel) for b in model.blocks]
+
+    def step(self, codes, i: int, j: int):
+        m, p1, p, B = self.m, self.p1, self.p, codes.shape[0]
+        if i or j:   # the code sampled last enters the embedding cache
+            pi, pj = (i, j - 1) if j else (i - 1, self.W - 1)
+            self.emb[:, pi + p1, pj + p1] = m.embed(codes[:, pi, pj])
+        win = self.emb[:, i:i + p1 + 1, j:j + 2 * p1 + 1].reshape(B, -1)
+        x = F.linear(win, self.w_in, m.input.bias) + m.input_cond.at(self.labels, self.cond, i, j)
+        for block, buf, w in zip(m.blocks, self.xs, self.w_blocks):
+            buf[:, i + p, j + p] = F.relu(x)
+            y = F.linear(buf[:, i:i + p + 1, j:j + 2 * p + 1].reshape(B, -1), w, block.conv.bias)
+            n = block.norm
+            y = F.batch_norm(y, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps)
+            x = x + y + block.cond.at(self.labels, self.cond, i, j)
+        return m._head_at(x)
+
+
+@register
+class PixelCNN(_PriorMixin, nn.Module):
+    config_class = PixelCNNConfig
+    _sampler_class = _PixelCNNSampler
+
+    def __init__(self, config: PixelCNNConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
+        self.input = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.first_kernel, "A")
+        self.input_cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels)
+        self.blocks = nn.ModuleList([_PixelCNNBlock(cfg) for _ in range(cfg.layers)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
+                                  nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
+
+    def forward(self, codes, labels=None, cond=None):
+        cfg = self.config
+        labels = _prepare_labels(cfg.num_classes, labels, codes.shape[0], codes.device,
+                                 cfg.label_dropout, self.training)
+        x = self.embed(codes).permute(0, 3, 1, 2)
+        x = self.input(x) + self.input_cond(labels, cond)
+        for block in self.blocks:
+            x = block(x, labels, cond)
+        return self.head(x)
+
+
+# ---- (b) gated PixelCNN, no blind spot --------------------------------------------------------
+
+@dataclass
+class GatedPixelCNNConfig:
+    num_codes: int = 512        # K, size of the VQ codebook (logits per position)
+    hidden: int = 128           # channels of both stacks
+    layers: int = 12            # gated layers (the first one is the mask-A layer)
+    kernel: int = 3             # kernel of the gated layers after the first
+    first_kernel: int = 7       # kernel of the first gated layer (a wide first view, as in the paper)
+    head_hidden: int = 256      # width of the 1x1 head before the logits
+    num_classes: int = 0        # categories to condition on (0: unconditional)
+    label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
+    cond_channels: int = 0      # channels of a spatial condition map (0: none)
+    dropout: float = 0.0        # dropout on the horizontal stack's residual branch
+
+
+class GatedLayer(nn.Module):
+    """One gated layer. Vertical stack: a (k//2+1) x k conv over rows <= i (the current row is
+    only handed to the horizontal stack after a one-row shift down). Horizontal stack: a
+    1 x (k//2+1) conv over columns <= j (< j in the first, mask-A layer, which also has no
+    residual connection, since its input holds the current code)."""
+
+    def __init__(self, c: int, k: int, first: bool, num_classes: int, cond_channels: int, dropout: float):
+        super().__init__()
+        self.k, self.first = k, first
+        self.v_conv = nn.Conv2d(c, 2 * c, (k // 2 + 1, k))
+        self.h_conv = nn.Conv2d(c, 2 * c, (1, k // 2 + 1))
+        self.v_to_h = nn.Conv2d(2 * c, 2 * c, 1)
+        self.h_out = nn.Conv2d(c, c, 1)
+        self.v_cond = _Conditioning(2 * c, num_classes, cond_channels)
+        self.h_cond = _Conditioning(2 * c, num_classes, cond_channels)
+        self.drop = nn.Dropout(dropout)
+
+    @staticmethod
+    def _gate(x):
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, v, h, labels, cond):
+        H, W = v.shape[-2:]
+        p = self.k // 2
+        v_pre = self.v_conv(F.pad(v, (p, p, p, 0)))                        # rows i-p..i, cols j-p..j+p
+        v_shift = F.pad(v_pre, (0, 0, 1, 0))[:, :, :H]                      # row i sees rows <= i-1 only
+        if self.first:
+            h_pre = self.h_conv(F.pad(h, (p + 1, 0, 0, 0)))[..., :W]       # cols j-p-1..j-1
+        else:
+            h_pre = self.h_conv(F.pad(h, (p, 0, 0, 0)))                    # cols j-p..j
+        h_pre = h_pre + self.v_to_h(v_shift) + self.h_cond(labels, cond)
+        v_new = self._gate(v_pre + self.v_cond(labels, cond))
+        h_new = self.drop(self.h_out(self._gate(h_pre)))
+        if not self.first:
+            h_new = h + h_new
+        return v_new, h_new
+
+
+class _GatedSampler:
+    """Incremental gated PixelCNN. The horizontal stack is computed at (i, j) only, from a cache of
+    the current row; the vertical stack of row i once row i is complete (it feeds row i+1).
+    Caches are channels last, so a window is one contiguous run."""
+
+    def __init__(self, model: "GatedPixelCNN", B: int, shape, labels, cond):
+        cfg, (H, W) = model.config, shape
+        dev, dt = model.embed.weight.device, model.embed.weight.dtype
+        self.m, self.labels, self.cond, self.W = model, labels, cond, W
+        C = cfg.hidden
+        self.ps = [layer.k // 2 for layer in model.layers]
+        # vertical-stack inputs (rows above and current, zero-padded top/left/right)
+        self.V = [torch.zeros(B, H + p, W + 2 * p, C, device=dev, dtype=dt) for p in self.ps]
+        # horizontal-stack inputs of the current row (zero-padded left: p+1 for mask A, else p)
+        self.Hrow = [torch.zeros(B, W + p + int(layer.first), C, device=dev, dtype=dt)
+                     for p, layer in zip(self.ps, model.layers)]
+        # v_to_h of the row above, (B, W, 2C) (row 0: of zeros, i.e. the bias)
+        self.VH = [layer.v_to_h.bias.view(1, 1, -1).expand(B, W, -1) for layer in model.layers]
+        self.w_h = [layer.h_conv.weight.permute(0, 2, 3, 1).reshape(2 * C, -1) for layer in model.layers]
+
+    def _finish_row(self, codes, r: int):
+        m, W = self.m, self.W
+        v = m.embed(codes[:, r])                                        # (B, W, C)
+        c = None if self.cond is None else self.cond[:, :, r:r + 1]
+        for l, (layer, p) in enumerate(zip(m.layers, self.ps)):
+            self.V[l][:, r + p, p:p + W] = v
+            win = self.V[l][:, r:r + p + 1].permute(0, 3, 1, 2)         # (B, C, p+1, W+2p) view
+            v_pre = layer.v_conv(win)                                   # (B, 2C, 1, W)
+            self.VH[l] = layer.v_to_h(v_pre)[:, :, 0].transpose(1, 2)  # (B, W, 2C)
+            v = layer._gate(v_pre + layer.v_cond(self.labels, c))[:, :, 0].transpose(1, 2)
+
+    def step(self, codes, i: int, j: int):
+        m, B = self.m, codes.shape[0]
+        if j == 0:
+            if i > 0:
+                self._finish_row(codes, i - 1)
+            for buf in self.Hrow:
+                buf.zero_()
+        else:   # the code sampled last enters the first layer's row cache
+            self.Hrow[0][:, j - 1 + self.ps[0] + 1] = m.embed(codes[:, i, j - 1])
+        h = None
+        for l, (layer, p) in enumerate(zip(m.layers, self.ps)):
+            buf = self.Hrow[l]
+            if not layer.first:
+                buf[:, j + p] = h
+            h_pre = F.linear(buf[:, j:j + p + 1].reshape(B, -1), self.w_h[l], layer.h_conv.bias) \
+                + self.VH[l][:, j] + layer.h_cond.at(self.labels, self.cond, i, j)
+            a, b = h_pre.chunk(2, dim=1)
+            out = F.linear(torch.tanh(a) * torch.sigmoid(b), layer.h_out.weight.flatten(1), layer.h_out.bias)
+            h = out if layer.first else h + out
+        return m._head_at(h)
+
+
+@register
+class GatedPixelCNN(_PriorMixin, nn.Module):
+    config_class = GatedPixelCNNConfig
+    _sampler_class = _GatedSampler
+
+    def __init__(self, config: GatedPixelCNNConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
+        self.layers = nn.ModuleList([
+            GatedLayer(cfg.hidden, cfg.first_kernel if i == 0 else cfg.kernel, i == 0,
+                       cfg.num_classes, cfg.cond_channels, cfg.dropout)
+            for i in range(cfg.layers)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
+                                  nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
+
+    def forward(self, codes, labels=None, cond=None):
+        cfg = self.config
+        labels = _prepare_labels(cfg.num_classes, labels, codes.shape[0], codes.device,
+                                 cfg.label_dropout, self.training)
+        x = self.embed(codes).permute(0, 3, 1, 2)
+        v = h = x
+        for layer in self.layers:
+            v, h = layer(v, h, labels, cond)
+        return self.head(h)

@@ -1,0 +1,145 @@
+"""Priors over codes: causality (by gradients), no blind spot, conditioning, training, checkpoints."""
+
+import math
+
+import pytest
+import torch
+
+from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
+from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
+    (two OpenMP threads on two shared cores wait on each other at every small op)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+K, H, W = 16, 8, 8
+
+
+def _small(kind, **kw):
+    torch.manual_seed(0)
+    if kind == "pixelcnn":
+        return PixelCNN(PixelCNNConfig(num_codes=K, hidden=16, layers=kw.pop("layers", 4), head_hidden=16, **kw))
+    return GatedPixelCNN(GatedPixelCNNConfig(num_codes=K, hidden=16, layers=kw.pop("layers", 4),
+                                             head_hidden=16, **kw))
+
+
+def _input_grads(model, codes, labels=None, cond=None):
+    """|d logits[p] / d (embedded codes)| summed over channels, for every position p: (H, W, H, W).
+    One backward pass: batch element b carries the gradient of position b (eval mode, so
+    BatchNorm does not mix the batch)."""
+    model.eval()
+    store = {}
+
+    def keep(_module, _inp, out):
+        out.retain_grad()
+        store["e"] = out
+
+    n = H * W
+    rep = lambda t: None if t is None else t[:1].expand(n, *t.shape[1:])  # noqa: E731
+    handle = model.embed.register_forward_hook(keep)
+    try:
+        logits = model(rep(codes), rep(labels), rep(cond))
+        pick = torch.zeros(n, 1, H * W)
+        pick[torch.arange(n), 0, torch.arange(n)] = 1
+        (logits.flatten(2) * pick).sum().backward()
+    finally:
+        handle.remove()
+    return store["e"].grad.abs().sum(-1).view(H, W, H, W)
+
+
+def _raster_before(i, j):
+    """(H, W) bool: positions strictly before (i, j) in raster order."""
+    idx = torch.arange(H * W).view(H, W)
+    return idx < i * W + j
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_prior_logits_never_depend_on_current_or_later_codes(kind):
+    model = _small(kind, num_classes=3)
+    codes = torch.randint(0, K, (2, H, W))
+    grads = _input_grads(model, codes, labels=torch.tensor([1, 2]))
+    for i in range(H):
+        for j in range(W):
+            future = ~_raster_before(i, j)
+            assert grads[i, j][future].abs().max() == 0, f"position {(i, j)} sees the present or future"
+    assert grads.sum() > 0
+
+
+def test_gated_pixelcnn_sees_every_earlier_code_no_blind_spot():
+    model = _small("gated", layers=6)
+    grads = _input_grads(model, torch.randint(0, K, (1, H, W)))
+    for i in range(H):
+        for j in range(W):
+            before = _raster_before(i, j)
+            assert (grads[i, j][before] > 0).all(), f"blind spot at {(i, j)}: {grads[i, j] > 0}"
+
+
+def test_report_pixelcnn_has_the_blind_spot_the_gated_one_removes():
+    # Stacked masked 3x3 convs never look far up-right: (3, 7) is invisible from (4, 1).
+    grads = _input_grads(_small("pixelcnn", layers=6), torch.randint(0, K, (1, H, W)))
+    assert grads[4, 1][3, 7] == 0
+    gated = _input_grads(_small("gated", layers=6), torch.randint(0, K, (1, H, W)))
+    assert gated[4, 1][3, 7] > 0
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_prior_category_conditioning_changes_logits(kind):
+    model = _small(kind, num_classes=4).eval()
+    codes = torch.randint(0, K, (3, H, W))
+    with torch.no_grad():
+        a = model(codes, torch.tensor([0, 0, 0]))
+        b = model(codes, torch.tensor([1, 1, 1]))
+        c = model(codes, 1)                       # one label for all
+        free = model(codes)                       # "no category" (label-dropout) slot
+    assert (a - b).abs().max() > 1e-3
+    assert torch.equal(b, c)
+    assert free.shape == (3, K, H, W)
+    uncond = _small(kind)
+    with torch.no_grad():
+        assert torch.equal(uncond.eval()(codes, torch.tensor([0, 0, 0])), uncond(codes))   # ignored
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_prior_spatial_condition_is_used_and_causal_in_rows(kind):
+    model = _small(kind, cond_channels=5).eval()
+    codes = torch.randint(0, K, (1, H, W))
+    cond = torch.randn(1, 5, H, W, requires_grad=True)
+    logits = model(codes, cond=cond)
+    logits[0, :, 3, 4].sum().backward()
+    g = cond.grad[0].abs().sum(0)
+    assert g[:4].sum() > 0                        # the condition matters ...
+    assert g[4:].sum() == 0                       # ... but rows below are never read (row-cropped sampling)
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_prior_training_step_gives_nll_in_nats_and_learns(kind):
+    model = _small(kind, num_classes=2, dropout=0.1).train()
+    codes = torch.randint(0, 4, (32, H, W))       # only 4 of the 16 codes occur
+    labels = torch.randint(0, 2, (32,))
+    loss, logs = model.training_step((codes, labels))
+    assert abs(logs["nll"] - math.log(K)) < 1.0   # ~uniform at the start
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(30):
+        loss, logs = model.training_step((codes, labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["nll"] < math.log(4) + 0.2 and set(logs) >= {"nll", "acc"}
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_prior_checkpoint_rebuilds_the_same_model(kind, tmp_path):
+    model = _small(kind, num_classes=3, cond_channels=2).eval()
+    path = save_checkpoint(tmp_path / "prior.pt", model)
+    rebuilt = build_model(load_checkpoint(path))
+    assert type(rebuilt) is type(model) and rebuilt.config == model.config
+    codes, labels, cond = torch.randint(0, K, (2, H, W)), torch.tensor([0, 2]), torch.randn(2, 2, H, W)
+    with torch.no_grad():
+        assert torch.equal(model(codes, labels, cond), rebuilt(codes, labels, cond))

@@ -1,0 +1,127 @@
+"""Autoregressive sampling: the fast paths draw exactly what the naive loop draws; decoding."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
+from helpers.models.vqvae import VQVAE, VQVAEConfig
+from helpers.sampling import decode, sample_codes, sample_codes_naive
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
+    (two OpenMP threads on two shared cores wait on each other at every small op)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+K = 12
+
+
+def _prior(kind, **kw):
+    torch.manual_seed(0)
+    cfg = dict(num_codes=K, hidden=16, layers=3, head_hidden=16, **kw)
+    model = PixelCNN(PixelCNNConfig(**cfg)) if kind == "pixelcnn" else GatedPixelCNN(GatedPixelCNNConfig(**cfg))
+    # a few training-mode passes give BatchNorm non-trivial running statistics
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            c = torch.randn(8, kw.get("cond_channels", 1), 8, 8) if kw.get("cond_channels") else None
+            model(torch.randint(0, K, (8, 8, 8)), torch.randint(0, 3, (8,)) if kw.get("num_classes") else None, c)
+    return model
+
+
+def _gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_incremental_logits_equal_the_full_forward(kind):
+    model = _prior(kind, num_classes=3, cond_channels=2).eval()
+    codes, labels, cond = torch.randint(0, K, (4, 6, 7)), torch.tensor([0, 1, 2, 1]), torch.randn(4, 2, 6, 7)
+    with torch.no_grad():
+        full = model(codes, labels, cond)
+        state = model.start_sampling(4, (6, 7), labels, cond)
+        for i in range(6):
+            for j in range(7):
+                step = state.step(codes, i, j)   # teacher forcing: the codes before (i, j) are given
+                torch.testing.assert_close(step, full[:, :, i, j], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("method", ["incremental", "crop"])
+def test_fast_sampling_draws_exactly_the_naive_samples(kind, method):
+    model = _prior(kind, num_classes=3, cond_channels=2)
+    n, labels, cond = 10, torch.randint(0, 3, (10,)), torch.randn(10, 2, 8, 8)
+    kw = dict(labels=labels, cond=cond, temperature=0.9, top_k=8, batch_size=4, progress=False)
+    fast = sample_codes(model, n, generator=_gen(), method=method, **kw)
+    naive = sample_codes_naive(model, n, generator=_gen(), **kw)
+    assert fast.shape == (n, 8, 8) and fast.dtype == torch.long
+    assert torch.equal(fast, naive)
+    assert not torch.equal(fast, sample_codes(model, n, generator=_gen(2), method=method, **kw))
+
+
+def test_sampling_uses_eval_mode_and_restores_training_mode():
+    model = _prior("pixelcnn").train()
+    a = sample_codes(model, 4, generator=_gen(), progress=False)
+    assert model.training                                      # restored
+    b = sample_codes(model.eval(), 4, generator=_gen(), progress=False)
+    assert torch.equal(a, b)                                   # BatchNorm ran on running stats both times
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+def test_top_k_keeps_only_the_k_most_likely_codes(kind):
+    model = _prior(kind).eval()
+    codes = sample_codes(model, 6, top_k=2, generator=_gen(), progress=False)
+    with torch.no_grad():
+        logits = model(codes)                                  # logits given the sampled prefix
+    rank = (logits > logits.gather(1, codes[:, None])).sum(1)   # codes strictly more likely than the drawn one
+    assert rank.max() <= 1
+    greedy = sample_codes(model, 3, temperature=0, progress=False)
+    assert torch.equal(greedy, sample_codes(model, 3, top_k=1, generator=_gen(), progress=False))
+    assert torch.equal(model(greedy).argmax(1), greedy)
+
+
+def test_category_changes_the_samples_and_shapes_are_generic():
+    model = _prior("gated", num_classes=3)
+    with torch.no_grad():
+        model.layers[0].h_cond.cls.weight.mul_(50)           # make the category matter a lot
+    a = sample_codes(model, 6, shape=(4, 5), labels=0, generator=_gen(), progress=False)
+    b = sample_codes(model, 6, shape=(4, 5), labels=2, generator=_gen(), progress=False)
+    assert a.shape == (6, 4, 5) and not torch.equal(a, b)
+
+
+def test_auto_method_falls_back_for_priors_without_a_fast_path():
+    class Causal(torch.nn.Module):
+        """A prior that only sees the code to the left (enough to check the generic loop)."""
+
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(K, K)
+
+        def forward(self, codes, labels=None, cond=None):
+            left = F.pad(codes, (1, 0))[:, :, :-1]
+            return self.emb(left).permute(0, 3, 1, 2)
+
+    prior = Causal()
+    a = sample_codes(prior, 5, generator=_gen(), progress=False)          # auto -> naive
+    b = sample_codes_naive(prior, 5, generator=_gen(), progress=False)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        sample_codes(prior, 1, method="warp")
+
+
+def test_decode_returns_uint8_images_of_the_decoder_output():
+    torch.manual_seed(0)
+    vqvae = VQVAE(VQVAEConfig(hidden=32, res_hidden=16, res_blocks=1, num_codes=K, embed_dim=8)).train()
+    codes = torch.randint(0, K, (5, 8, 8))
+    images = decode(vqvae, codes, batch_size=2)
+    assert images.shape == (5, 3, 32, 32) and images.dtype == torch.uint8
+    assert vqvae.training
+    with torch.no_grad():
+        expected = ((vqvae.eval().decode_codes(codes) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(images, expected)

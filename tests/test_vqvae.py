@@ -1,0 +1,147 @@
+"""VQ-VAE: shapes, the loss, code round trips, checkpoints."""
+
+import math
+
+import pytest
+import torch
+
+from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
+from helpers.models import MODEL_REGISTRY
+from helpers.models import vqvae as vqvae_mod
+from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig, ssim
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
+    (two OpenMP threads on two shared cores wait on each other at every small op)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = dict(hidden=32, res_hidden=16, res_blocks=1, num_codes=32, embed_dim=8)
+
+
+def _images(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("downsample,side", [(4, 8), (2, 16)])
+def test_vqvae_latent_grid_shapes(downsample, side):
+    model = VQVAE(VQVAEConfig(downsample=downsample, **TINY)).eval()
+    x = _images(3)
+    codes = model.encode(x)
+    assert codes.shape == (3, side, side) and codes.dtype == torch.long
+    recon, vq = model(x)
+    assert recon.shape == (3, 3, 32, 32) and vq.codes.shape == (3, side, side)
+    assert recon.min() >= -1 and recon.max() <= 1           # clamped at eval
+    assert model.decode_codes(codes).shape == (3, 3, 32, 32)
+
+
+def test_vqvae_named_configs_build_and_are_registered():
+    assert MODEL_REGISTRY["VQVAE"] is VQVAE
+    report = VQVAE_CONFIGS["report"]
+    assert (report.num_codes, report.hidden, report.embed_dim) == (256, 256, 256)
+    for name in VQVAE_CONFIGS:
+        m = VQVAE.named(name)
+        assert m.latent_size(32) in (8, 16)
+
+
+def test_vqvae_training_step_returns_finite_loss_and_float_logs():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(ssim_weight=0.5, l1_weight=0.5, **TINY)).train()
+    loss, logs = model.training_step((_images(),))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    for key in ("mse", "commit", "perplexity", "used", "psnr", "ssim", "l1", "loss"):
+        assert isinstance(logs[key], float), key
+    expected = logs["mse"] + logs["commit"] + 0.5 * (1 - logs["ssim"]) + 0.5 * logs["l1"]
+    assert math.isclose(logs["loss"], expected, rel_tol=1e-4)
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())   # straight-through reaches the encoder
+
+
+def test_vqvae_trains_under_bf16_autocast_and_channels_last():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(**TINY)).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = _images(8)
+    losses = []
+    for _ in range(15):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, logs = model.training_step((x,))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(logs["mse"])
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+    assert model.quantizer.codebook.dtype == torch.float32
+
+
+def _blobs(n, seed=0):
+    """Emoji-like toy images: a few flat-coloured disks on white."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    out = torch.full((n, 3, 32, 32), 255.0)
+    for i in range(n):
+        for _ in range(3):
+            c, r = torch.rand(2, generator=g) * 32, 4 + torch.rand(1, generator=g) * 8
+            inside = ((yy - c[0]) ** 2 + (xx - c[1]) ** 2) < r ** 2
+            out[i][:, inside] = (torch.rand(3, generator=g) * 255)[:, None]
+    return out.to(torch.uint8)
+
+
+def test_vqvae_decode_then_encode_gives_back_most_codes():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(**TINY)).train()
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    x = _blobs(16)
+    for _ in range(60):
+        loss, _ = model.training_step((x,))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    codes = model.encode(x)
+    again = model.encode(model.decode_codes(codes))
+    assert (again == codes).float().mean() > 0.5
+
+
+def test_vqvae_checkpoint_rebuilds_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(downsample=2, **TINY)).train()
+    model.training_step((_images(),))                     # k-means init + one EMA step
+    path = save_checkpoint(tmp_path / "vqvae.pt", model, epoch=1)
+    ckpt = load_checkpoint(path, expect={"model_class": "VQVAE"})
+    rebuilt = build_model(ckpt)
+    assert isinstance(rebuilt, VQVAE) and rebuilt.config == model.config
+    assert bool(rebuilt.quantizer.initialized)
+    model.eval()
+    x = _images(4, seed=1)
+    assert torch.equal(model.encode(x), rebuilt.encode(x))
+    assert torch.equal(model(x)[0], rebuilt(x)[0])
+
+
+def test_ssim_matches_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.functional")
+    torch.manual_seed(0)
+    a = torch.rand(4, 3, 32, 32)
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    ours = ssim(a, b)
+    ref = tm.structural_similarity_index_measure(b, a, data_range=1.0)
+    assert abs(ours.item() - ref.item()) < 1e-4
+    assert abs(ssim(a, a).item() - 1) < 1e-6
+
+
+def test_perceptual_term_is_skipped_with_one_message_when_weights_are_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(vqvae_mod, "_vgg_cache", [])
+    model = VQVAE(VQVAEConfig(perceptual_weight=1.0, **TINY)).train()
+    for _ in range(2):
+        loss, logs = model.training_step((_images(4),))
+        assert torch.isfinite(loss) and "perceptual" not in logs
+    out = capsys.readouterr().out
+    assert out.count("perceptual loss skipped") == 1
