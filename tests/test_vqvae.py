@@ -133,6 +133,12 @@ def test_ssim_matches_torchmetrics():
     ours = ssim(a, b)
     ref = tm.structural_similarity_index_measure(b, a, data_range=1.0)
     assert abs(ours.item() - ref.item()) < 1e-4
+    x = torch.rand(3, 3, 40, 64, requires_grad=True)    # not square: both blur axes must be right
+    y = (x.detach() + 0.2 * torch.randn(3, 3, 40, 64)).clamp(0, 1)
+    s = ssim(x, y)
+    assert abs(s.item() - tm.structural_similarity_index_measure(x.detach(), y, data_range=1.0).item()) < 1e-5
+    s.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
     assert abs(ssim(a, a).item() - 1) < 1e-6
 
 

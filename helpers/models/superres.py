@@ -1,0 +1,130 @@
+"""Super-resolution decoder: the VQ-VAE-2 codes of a 64x64 image -> a 128x128 image.
+
+The codes of a frozen VQ-VAE-2 (8x8 top, 16x16 bottom) are a compact description of a 64x64
+emoji; a second decoder trained on (codes, 128x128 rendering) pairs learns to draw the same
+description at twice the resolution — the same idea as the decoder of the VQ-VAE-2 itself, with
+one more upsampling stage. Any code grid decodes, so samples of the priors can be drawn at 128
+px too. Baselines are bicubic / Lanczos upscaling of the 64x64 image (05_extensions).
+
+Embeddings start as copies of the VQ-VAE-2 codebooks (:meth:`SuperRes.from_vqvae2`) and are then
+trained with the rest; upsampling is a 3x3 convolution to 4x the channels followed by a pixel
+shuffle (sub-pixel convolution, Shi et al. 2016), which on CPU runs faster than transposed
+convolutions of the same reach. Loss as the VQ-VAE-2's: MSE + ssim_weight * (1 - SSIM) + l1_weight * L1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import register
+from .vqvae import ResBlock
+from .vqvae import ssim
+
+
+@dataclass
+class SuperResConfig:
+    num_codes_top: int = 512        # codebook sizes of the frozen VQ-VAE-2
+    num_codes_bottom: int = 512
+    embed_dim: int = 64             # code vector size (the VQ-VAE-2's, so its codebooks can seed ours)
+    hidden: int = 128               # channels at the bottom-code grid (16x16); halved per doubling, >= 16
+    res_blocks: int = 2             # residual blocks at 16x16 (one per finer level)
+    res_hidden: int = 64            # bottleneck channels of the 16x16 residual blocks
+    upsample: int = 8               # bottom grid -> image side: 16 * 8 = 128
+    in_channels: int = 3            # RGB out
+    ssim_weight: float = 0.2        # weight of (1 - SSIM)
+    l1_weight: float = 0.0          # weight of L1
+
+
+class _Up(nn.Module):
+    """x2: ReLU, 3x3 conv to 4 * c_out, pixel shuffle, then one residual block at the new size."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2),
+                                 ResBlock(c_out, max(c_out // 2, 8)))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@register
+class SuperRes(nn.Module):
+    def __init__(self, config: SuperResConfig):
+        super().__init__()
+        self.config = cfg = config
+        d, h = cfg.embed_dim, cfg.hidden
+        n_up = int(round(math.log2(cfg.upsample)))
+        assert 2 ** n_up == cfg.upsample and n_up >= 1, "upsample must be 2, 4, 8, ..."
+        self.embed_t = nn.Embedding(cfg.num_codes_top, d)
+        self.embed_b = nn.Embedding(cfg.num_codes_bottom, d)
+        self.up_t = nn.ConvTranspose2d(d, d, 4, stride=2, padding=1)   # top grid -> bottom grid
+        layers: list[nn.Module] = [nn.Conv2d(2 * d, h, 3, padding=1)]
+        layers += [ResBlock(h, cfg.res_hidden) for _ in range(cfg.res_blocks)]
+        c = h
+        for _ in range(n_up):
+            layers.append(_Up(c, max(c // 2, 16)))
+            c = max(c // 2, 16)
+        layers += [nn.ReLU(), nn.Conv2d(c, cfg.in_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    @classmethod
+    def from_config_dict(cls, d: dict) -> "SuperRes":
+        return cls(SuperResConfig(**d))
+
+    @classmethod
+    def from_vqvae2(cls, vqvae2, **overrides) -> "SuperRes":
+        """A decoder for the codes of ``vqvae2``, its embeddings copied from that model's codebooks."""
+        vc = vqvae2.config
+        sizes = {"num_codes_top": vc.num_codes_top, "num_codes_bottom": vc.num_codes_bottom,
+                 "embed_dim": vc.embed_dim}
+        model = cls(SuperResConfig(**{**sizes, **overrides}))
+        with torch.no_grad():
+            model.embed_t.weight.copy_(vqvae2.quantizer_t.codebook)
+            model.embed_b.weight.copy_(vqvae2.quantizer_b.codebook)
+        return model
+
+    def _layout(self, t: torch.Tensor) -> torch.Tensor:
+        if self.net[0].weight.is_contiguous(memory_format=torch.channels_last):
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def forward(self, codes_top: torch.Tensor, codes_bottom: torch.Tensor) -> torch.Tensor:
+        """Codes (B, 8, 8) and (B, 16, 16) -> images (B, 3, 128, 128), linear output (clamped in eval)."""
+        q_t = self._layout(self.embed_t(codes_top.long()).permute(0, 3, 1, 2))
+        q_b = self._layout(self.embed_b(codes_bottom.long()).permute(0, 3, 1, 2))
+        up = self.up_t(q_t)
+        x = self.net(torch.cat([up, q_b.to(up.dtype)], 1))
+        return x if self.training else x.clamp(-1, 1)
+
+    @torch.no_grad()
+    def upscale(self, vqvae2, images64: torch.Tensor) -> torch.Tensor:
+        """uint8 or [-1, 1] 64x64 images -> [-1, 1] 128x128 images through the codes of ``vqvae2``."""
+        return self(*vqvae2.encode(images64))
+
+    def training_step(self, batch) -> tuple[torch.Tensor, dict]:
+        """batch = (codes_top, codes_bottom, images_uint8 at the output size) -> loss and logs."""
+        codes_top, codes_bottom, images = batch
+        target = images.float() / 127.5 - 1.0 if images.dtype == torch.uint8 else images.float()
+        out = self(codes_top, codes_bottom).float()
+        mse = F.mse_loss(out, target)
+        loss = mse
+        logs = {"mse": mse.item(), "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12))}
+        cfg = self.config
+        if cfg.ssim_weight > 0:
+            s = ssim((out + 1) / 2, (target + 1) / 2)
+            loss = loss + cfg.ssim_weight * (1 - s)
+            logs["ssim"] = s.item()
+        if cfg.l1_weight > 0:
+            l1 = F.l1_loss(out, target)
+            loss = loss + cfg.l1_weight * l1
+            logs["l1"] = l1.item()
+        logs["loss"] = loss.item()
+        return loss, logs
+
+
+__all__ = ["SuperRes", "SuperResConfig"]
