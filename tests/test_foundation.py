@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 
 import nbformat
 import pytest

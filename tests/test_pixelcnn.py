@@ -9,16 +9,6 @@ from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
-    (two OpenMP threads on two shared cores wait on each other at every small op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 K, H, W = 16, 8, 8
 
 

@@ -19,16 +19,6 @@ BOTTOM = PixelSNAILConfig(num_codes=16, height=6, width=8, channels=16, blocks=2
                           cond_upsample=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These models are tiny: on a shared 2-core machine a second thread mostly waits (measured
-    # 16 ms vs 650 ms per forward+backward under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(cfg, seed=0):
     torch.manual_seed(seed)
     model = PixelSNAIL(cfg).double().eval()

@@ -1,19 +1,8 @@
 """The vector quantizer: lookup, straight-through gradients, EMA, k-means init, dead-code restart."""
 
-import pytest
 import torch
 
 from helpers.models.quantize import VectorQuantizer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
-    (two OpenMP threads on two shared cores wait on each other at every small op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _flat_to_map(v: torch.Tensor, h: int = 1) -> torch.Tensor:

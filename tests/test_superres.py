@@ -1,6 +1,5 @@
 """Super-resolution decoder: VQ-VAE-2 codes -> 128x128 images."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -10,14 +9,6 @@ from helpers.models.vqvae2 import VQVAE2, VQVAE2Config
 
 TINY_VQ = VQVAE2Config(hidden=16, res_hidden=8, decoder_hidden=16, res_blocks=1, embed_dim=8,
                        num_codes_top=16, num_codes_bottom=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pairs(n: int, seed: int = 0):

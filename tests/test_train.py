@@ -78,7 +78,7 @@ def test_best_checkpoint_holds_the_lowest_val_loss(tmp_path):
     torch.manual_seed(0)
     train, val = data()
     trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(lr=0.3, schedule="constant"), tmp_path / "m.pt")
-    model = trainer.run()
+    trainer.run()
     best = load_checkpoint(tmp_path / "m.pt")
     assert best["metrics"]["best_val"] == pytest.approx(min(trainer.history["val_loss"]))
     assert trainer.evaluate()["loss"] == pytest.approx(best["metrics"]["best_val"], rel=1e-5)

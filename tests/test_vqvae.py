@@ -11,16 +11,6 @@ from helpers.models import vqvae as vqvae_mod
 from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig, ssim
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is as fast, and does not crawl when the machine is busy
-    (two OpenMP threads on two shared cores wait on each other at every small op)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(hidden=32, res_hidden=16, res_blocks=1, num_codes=32, embed_dim=8)
 
 

@@ -2,7 +2,6 @@
 
 from dataclasses import replace
 
-import pytest
 import torch
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
@@ -10,15 +9,6 @@ from helpers.models.vqvae2 import VQVAE2, VQVAE2_CONFIGS, VQVAE2Config
 
 TINY = VQVAE2Config(hidden=32, res_hidden=16, decoder_hidden=32, res_blocks=1, embed_dim=8,
                     num_codes_top=16, num_codes_bottom=16, restart_window=20)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: on a shared 2-core machine a second thread mostly waits.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _discs(n: int, seed: int = 0) -> torch.Tensor:
