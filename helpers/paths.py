@@ -76,9 +76,10 @@ def figures_dir(profile: str) -> Path:
     return artifacts_dir(profile) / "figures"
 
 
-def cache_dir(profile: str) -> Path:
-    """Expensive derived values (e.g. FID statistics of the train set), keyed by data fingerprint."""
-    return artifacts_dir(profile) / "cache"
+def cache_dir() -> Path:
+    """Expensive derived values (Inception features of real image sets), keyed by the data
+    fingerprint in the file name, so profiles with the same data (quick, full) share them."""
+    return ARTIFACTS_ROOT / "cache"
 
 
 def require(path: Path, artifact: str) -> Path:
