@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-unit test-notebooks lab bench clean-artifacts
+.PHONY: setup reproduce test test-unit test-notebooks lab clean-artifacts
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ setup: $(STAMP)
 reproduce: setup
 	$(PY) -m helpers.pipeline --profile $(PROFILE)
 
-## make test: unit tests, then every notebook on the smoke profile (nbval)
-test: test-unit test-notebooks
+## make test: every notebook on the smoke profile (nbval; it fetches the data), then the unit tests
+test: test-notebooks
+	$(MAKE) test-unit
 
 test-unit: setup
 	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q tests
@@ -29,9 +30,6 @@ test-notebooks: setup
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
-
-bench: setup
-	$(PY) benchmarks/run.py
 
 clean-artifacts:
 	rm -rf artifacts/$(PROFILE)
