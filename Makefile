@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-unit test-notebooks lab clean-artifacts
+.PHONY: setup reproduce test test-unit test-notebooks lab bench clean-artifacts
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-notebooks: setup
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
+
+## make bench: training, sampling and FID speed as one JSON object (run it on an idle machine)
+bench: setup
+	$(PY) benchmarks/run.py
 
 clean-artifacts:
 	rm -rf artifacts/$(PROFILE)
