@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import register
 from .vqvae import ResBlock
-from .vqvae import ssim
+from .vqvae import reconstruction_loss
 
 
 @dataclass
@@ -110,19 +109,9 @@ class SuperRes(nn.Module):
         """batch = (codes_top, codes_bottom, images_uint8 at the output size) -> loss and logs."""
         codes_top, codes_bottom, images = batch
         target = images.float() / 127.5 - 1.0 if images.dtype == torch.uint8 else images.float()
-        out = self(codes_top, codes_bottom).float()
-        mse = F.mse_loss(out, target)
-        loss = mse
-        logs = {"mse": mse.item(), "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12))}
-        cfg = self.config
-        if cfg.ssim_weight > 0:
-            s = ssim((out + 1) / 2, (target + 1) / 2)
-            loss = loss + cfg.ssim_weight * (1 - s)
-            logs["ssim"] = s.item()
-        if cfg.l1_weight > 0:
-            l1 = F.l1_loss(out, target)
-            loss = loss + cfg.l1_weight * l1
-            logs["l1"] = l1.item()
+        out = self(codes_top, codes_bottom)
+        loss, logs = reconstruction_loss(out, target, ssim_weight=self.config.ssim_weight,
+                                         l1_weight=self.config.l1_weight)
         logs["loss"] = loss.item()
         return loss, logs
 

@@ -183,33 +183,40 @@ class VQVAE(nn.Module):
     # ---- training -----------------------------------------------------------------------------
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        images = batch[0]
-        x = self._prepare(images)
+        x = self._prepare(batch[0])
         recon, vq = self(x)
-        recon = recon.float()
-        x = x.float()
-        mse = F.mse_loss(recon, x)
-        loss = mse + vq.loss
-        logs = {"mse": mse.item(), "commit": vq.loss.item(),
-                "perplexity": vq.perplexity.item(), "used": float(vq.used),
-                "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12))}  # range 2 in [-1,1] == PSNR in [0,1]
         cfg = self.config
-        if cfg.ssim_weight > 0:
-            s = ssim((recon + 1) / 2, (x + 1) / 2)
-            loss = loss + cfg.ssim_weight * (1 - s)
-            logs["ssim"] = s.item()
-        if cfg.l1_weight > 0:
-            l1 = F.l1_loss(recon, x)
-            loss = loss + cfg.l1_weight * l1
-            logs["l1"] = l1.item()
-        if cfg.perceptual_weight > 0:
-            vgg = _perceptual_net()
-            if vgg is not None:
-                p = vgg(recon, x)
-                loss = loss + cfg.perceptual_weight * p
-                logs["perceptual"] = p.item()
-        logs["loss"] = loss.item()
+        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight,
+                                         perceptual_weight=cfg.perceptual_weight)
+        loss = loss + vq.loss
+        logs.update(commit=vq.loss.item(), perplexity=vq.perplexity.item(), used=float(vq.used), loss=loss.item())
         return loss, logs
+
+
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0, l1_weight: float = 0.0,
+                        perceptual_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """MSE + ssim_weight * (1 - SSIM) + l1_weight * L1 + perceptual_weight * VGG16 distance of
+    images in [-1, 1], in fp32 — the one reconstruction loss of every decoder in the project.
+    Logs mse, psnr (dB, as for images in [0, 1]) and each term that is on."""
+    recon, x = recon.float(), x.float()
+    mse = F.mse_loss(recon, x)
+    loss = mse
+    logs = {"mse": mse.item(), "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12))}  # range 2 in [-1,1]
+    if ssim_weight > 0:
+        s = ssim((recon + 1) / 2, (x + 1) / 2)
+        loss = loss + ssim_weight * (1 - s)
+        logs["ssim"] = s.item()
+    if l1_weight > 0:
+        l1 = F.l1_loss(recon, x)
+        loss = loss + l1_weight * l1
+        logs["l1"] = l1.item()
+    if perceptual_weight > 0:
+        vgg = _perceptual_net()
+        if vgg is not None:
+            p = vgg(recon, x)
+            loss = loss + perceptual_weight * p
+            logs["perceptual"] = p.item()
+    return loss, logs
 
 
 # ---- SSIM loss (differentiable, fp32) ---------------------------------------------------------
@@ -298,4 +305,4 @@ class VGGPerceptual(nn.Module):
         return loss
 
 
-__all__ = ["VQVAE", "VQVAEConfig", "VQVAE_CONFIGS", "ssim", "VGGPerceptual"]
+__all__ = ["VQVAE", "VQVAEConfig", "VQVAE_CONFIGS", "reconstruction_loss", "ssim", "VGGPerceptual"]

@@ -24,7 +24,6 @@ and channels_last (what the Trainer turns on for CPU) speed all of it up.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 
 from . import register
 from .quantize import QuantizerOutput, VectorQuantizer
-from .vqvae import ResBlock, ssim
+from .vqvae import ResBlock, reconstruction_loss
 
 
 @dataclass
@@ -245,24 +244,13 @@ class VQVAE2(nn.Module):
         + l1_weight * L1; logs mse, psnr, ssim, commit, perplexity and used codes per level."""
         x = self._prepare(batch[0])
         recon, vq_t, vq_b = self(x)
-        recon, x = recon.float(), x.float()
-        mse = F.mse_loss(recon, x)
-        commit = vq_t.loss + vq_b.loss
-        loss = mse + commit
-        logs = {"mse": mse.item(), "commit": commit.item(),
-                "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12)),  # range 2 in [-1,1] == PSNR in [0,1]
-                "perplexity_top": vq_t.perplexity.item(), "perplexity_bottom": vq_b.perplexity.item(),
-                "used_top": float(vq_t.used), "used_bottom": float(vq_b.used)}
         cfg = self.config
-        if cfg.ssim_weight > 0:
-            s = ssim((recon + 1) / 2, (x + 1) / 2)
-            loss = loss + cfg.ssim_weight * (1 - s)
-            logs["ssim"] = s.item()
-        if cfg.l1_weight > 0:
-            l1 = F.l1_loss(recon, x)
-            loss = loss + cfg.l1_weight * l1
-            logs["l1"] = l1.item()
-        logs["loss"] = loss.item()
+        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
+        commit = vq_t.loss + vq_b.loss
+        loss = loss + commit
+        logs.update(commit=commit.item(), perplexity_top=vq_t.perplexity.item(),
+                    perplexity_bottom=vq_b.perplexity.item(), used_top=float(vq_t.used),
+                    used_bottom=float(vq_b.used), loss=loss.item())
         return loss, logs
 
 
