@@ -128,8 +128,7 @@ def build_model(ckpt: dict) -> torch.nn.Module:
     if cls is None:
         raise CheckpointError(f"unknown model class {ckpt['model_class']!r}; "
                               f"known: {sorted(MODEL_REGISTRY)}")
-    model = cls.from_config_dict(ckpt["model_kwargs"]) if hasattr(cls, "from_config_dict") \
-        else cls(**ckpt["model_kwargs"])
+    model = cls.from_config_dict(ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

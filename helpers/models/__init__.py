@@ -6,6 +6,16 @@ from __future__ import annotations
 MODEL_REGISTRY: dict[str, type] = {}
 
 
+class Configurable:
+    """Mixin of every model: built as ``Model(config_class(...))``, rebuilt from a config dict."""
+
+    config_class: type
+
+    @classmethod
+    def from_config_dict(cls, d: dict):
+        return cls(cls.config_class(**d))
+
+
 def register(cls: type) -> type:
     """Class decorator: make ``cls`` rebuildable from a checkpoint by its name."""
     MODEL_REGISTRY[cls.__name__] = cls

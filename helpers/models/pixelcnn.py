@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
+from . import Configurable, register
 
 
 # ---- shared pieces ----------------------------------------------------------------------------
@@ -79,14 +79,10 @@ def _prepare_labels(num_classes: int, labels, batch: int, device, label_dropout:
     return labels
 
 
-class _PriorMixin:
+class _PriorMixin(Configurable):
     """What both priors share: the training step and config plumbing."""
 
     supports_row_crop = True   # output at row i depends on input rows <= i only
-
-    @classmethod
-    def from_config_dict(cls, d: dict):
-        return cls(cls.config_class(**d))
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
         codes = batch[0].long()

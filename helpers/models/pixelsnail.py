@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
+from . import Configurable, register
 from .vqvae import ResBlock
 
 
@@ -262,7 +262,8 @@ class ConditionNet(nn.Module):
 # ---- the model --------------------------------------------------------------------------------
 
 @register
-class PixelSNAIL(nn.Module):
+class PixelSNAIL(Configurable, nn.Module):
+    config_class = PixelSNAILConfig
     supports_row_crop = True   # output row i depends on input rows <= i only
 
     def __init__(self, config: PixelSNAILConfig):
@@ -278,10 +279,6 @@ class PixelSNAIL(nn.Module):
         self.head = nn.Linear(c, cfg.num_codes)
         self.condition_net = (ConditionNet(cfg.cond_num_codes, cfg.cond_channels, cfg.cond_res_blocks,
                                            cfg.cond_upsample) if cond_channels else None)
-
-    @classmethod
-    def from_config_dict(cls, d: dict) -> "PixelSNAIL":
-        return cls(PixelSNAILConfig(**d))
 
     @classmethod
     def for_vqvae2(cls, vqvae2, level: str, image_size: int = 64, **overrides) -> "PixelSNAIL":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from . import register
+from . import Configurable, register
 from .vqvae import ResBlock
 from .vqvae import reconstruction_loss
 
@@ -52,7 +52,9 @@ class _Up(nn.Module):
 
 
 @register
-class SuperRes(nn.Module):
+class SuperRes(Configurable, nn.Module):
+    config_class = SuperResConfig
+
     def __init__(self, config: SuperResConfig):
         super().__init__()
         self.config = cfg = config
@@ -70,10 +72,6 @@ class SuperRes(nn.Module):
             c = max(c // 2, 16)
         layers += [nn.ReLU(), nn.Conv2d(c, cfg.in_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
-
-    @classmethod
-    def from_config_dict(cls, d: dict) -> "SuperRes":
-        return cls(SuperResConfig(**d))
 
     @classmethod
     def from_vqvae2(cls, vqvae2, **overrides) -> "SuperRes":

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
+from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 
 
@@ -126,7 +126,9 @@ class Decoder(nn.Module):
 
 
 @register
-class VQVAE(nn.Module):
+class VQVAE(Configurable, nn.Module):
+    config_class = VQVAEConfig
+
     def __init__(self, config: VQVAEConfig):
         super().__init__()
         self.config = config
@@ -136,10 +138,6 @@ class VQVAE(nn.Module):
             kmeans_init=config.kmeans_init, restart_window=config.restart_window,
             restart_threshold=config.restart_threshold)
         self.decoder = Decoder(config)
-
-    @classmethod
-    def from_config_dict(cls, d: dict) -> "VQVAE":
-        return cls(VQVAEConfig(**d))
 
     @classmethod
     def named(cls, name: str, **overrides) -> "VQVAE":

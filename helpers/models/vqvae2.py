@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
+from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 from .vqvae import ResBlock, reconstruction_loss
 
@@ -143,7 +143,9 @@ class Decoder(nn.Module):
 # ---- the model -------------------------------------------------------------------------------
 
 @register
-class VQVAE2(nn.Module):
+class VQVAE2(Configurable, nn.Module):
+    config_class = VQVAE2Config
+
     def __init__(self, config: VQVAE2Config):
         super().__init__()
         self.config = cfg = config
@@ -163,10 +165,6 @@ class VQVAE2(nn.Module):
         # Top code vectors brought to the bottom grid for the final decoder (learned, not nearest).
         self.upsample_t = nn.ConvTranspose2d(d, d, 4, stride=2, padding=1)
         self.dec = Decoder(cfg)
-
-    @classmethod
-    def from_config_dict(cls, d: dict) -> "VQVAE2":
-        return cls(VQVAE2Config(**d))
 
     @classmethod
     def named(cls, name: str, **overrides) -> "VQVAE2":
