@@ -91,24 +91,34 @@ def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperature: float = 1.0,
-                  top_k: int | None = None, seed: int = 0, progress: bool = True) -> torch.Tensor:
-    """``n`` uint8 images: codes sampled from ``prior`` (seeded), decoded by ``vqvae``."""
-    from .sampling import decode, sample_codes
+                  top_k: int | None = None, seed: int = 0, progress: bool = True, cond_fn=None) -> torch.Tensor:
+    """``n`` uint8 images: codes sampled from ``prior`` (seeded), decoded by ``vqvae``.
 
+    ``prior`` may be a (top, bottom) pair with a VQ-VAE-2: then the codes are drawn level by
+    level (``sampling.sample_hierarchical``; ``cond_fn`` as there) and ``shape`` is ignored.
+    """
+    from .sampling import decode, sample_codes, sample_hierarchical
+
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(prior, (tuple, list)):
+        top, bottom = prior
+        return sample_hierarchical(top, bottom, n, labels=labels, temperature=temperature, top_k=top_k,
+                                   generator=generator, cond_fn=cond_fn, vqvae2=vqvae, progress=progress).images
     codes = sample_codes(prior, n, shape, labels=labels, temperature=temperature, top_k=top_k,
-                         generator=torch.Generator().manual_seed(seed), progress=progress)
+                         generator=generator, progress=progress)
     return decode(vqvae, codes)
 
 
 def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,
-                    shape=(8, 8), seed: int = 0) -> list[dict]:
+                    shape=(8, 8), seed: int = 0, cond_fn=None) -> list[dict]:
     """FID of ``n`` samples per setting (``{"temperature", "top_k"}``) against ``real_features``
     (the val set: settings are chosen on val, never on the train set the final FID uses)."""
     from .metrics import fid_from_features, inception_features
 
     rows = []
     for setting in settings:
-        images = sample_images(prior, vqvae, n, shape=shape, labels=labels, seed=seed, progress=False, **setting)
+        images = sample_images(prior, vqvae, n, shape=shape, labels=labels, seed=seed, progress=False,
+                               cond_fn=cond_fn, **setting)
         rows.append({**setting, "val_fid": fid_from_features(inception_features(images, progress=False),
                                                              real_features)})
     return rows

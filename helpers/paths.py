@@ -37,6 +37,8 @@ PRODUCERS = {
     "vqvae2_metrics": "03_vqvae2",
     "pixelsnail_top": "04_pixelsnail",
     "pixelsnail_bottom": "04_pixelsnail",
+    "pixelcnn_top": "04_pixelsnail",
+    "pixelcnn_bottom": "04_pixelsnail",
     "prior_vqvae2_metrics": "04_pixelsnail",
     "superres": "05_extensions",
     "extensions_metrics": "05_extensions",

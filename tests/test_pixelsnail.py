@@ -9,7 +9,7 @@ import torch
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models.pixelsnail import (PIXELSNAIL_CONFIGS, CausalAttention, PixelSNAIL, PixelSNAILConfig)
 from helpers.sampling import sample_codes
-from helpers.sampling_hier import sample_hierarchical
+from helpers.sampling import sample_hierarchical
 
 TOP = PixelSNAILConfig(num_codes=16, height=6, width=7, channels=16, blocks=2, res_blocks=1, heads=2,
                        head_dim=8, dropout=0.0, num_classes=3)
