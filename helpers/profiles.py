@@ -24,8 +24,8 @@ class Profile:
     prior_minutes: float
     vqvae2_epochs: int           # 03: VQ-VAE-2 64x64
     vqvae2_minutes: float
-    prior2_epochs: int           # 04: PixelSNAIL / PixelCNN on top+bottom codes (per model)
-    prior2_minutes: float
+    prior2_epochs: int           # 04: PixelSNAIL / PixelCNN on top+bottom codes (per prior)
+    prior2_minutes: float        # per family: its top and bottom priors together
     superres_epochs: int         # 05: super-resolution decoder 64 -> 128
     superres_minutes: float
     n_samples: int               # generated images per prior for FID/KID/PR
@@ -39,17 +39,17 @@ PROFILES = {
     # CI and nbval: every code path runs once on a tiny subset; numbers mean nothing.
     "smoke": Profile("smoke", max_emojis=120, vqvae_epochs=2, vqvae_minutes=0.5,
                      prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
-                     prior2_epochs=1, prior2_minutes=0.25, superres_epochs=1, superres_minutes=0.25,
+                     prior2_epochs=1, prior2_minutes=0.5, superres_epochs=1, superres_minutes=0.25,
                      n_samples=32),
     # A first look: recognisable samples in about 15 minutes for the whole chain.
     "quick": Profile("quick", max_emojis=None, vqvae_epochs=30, vqvae_minutes=2.5,
                      prior_epochs=20, prior_minutes=1.5, vqvae2_epochs=15, vqvae2_minutes=2.5,
-                     prior2_epochs=10, prior2_minutes=1.0, superres_epochs=5, superres_minutes=1.0,
+                     prior2_epochs=10, prior2_minutes=2.0, superres_epochs=5, superres_minutes=1.0,
                      n_samples=300),
     # The results: the quality targets of the README, at most 120 minutes.
     "full": Profile("full", max_emojis=None, vqvae_epochs=400, vqvae_minutes=15,
-                    prior_epochs=200, prior_minutes=6, vqvae2_epochs=200, vqvae2_minutes=15,
-                    prior2_epochs=100, prior2_minutes=6, superres_epochs=60, superres_minutes=8,
+                    prior_epochs=200, prior_minutes=6, vqvae2_epochs=200, vqvae2_minutes=14,
+                    prior2_epochs=100, prior2_minutes=9, superres_epochs=60, superres_minutes=8,
                     n_samples=2000),
 }
 
