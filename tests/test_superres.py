@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
-from helpers.models.superres import SuperRes, SuperResConfig
+from helpers.models.superres import SuperRes
 from helpers.models.vqvae2 import VQVAE2, VQVAE2Config
 
 TINY_VQ = VQVAE2Config(hidden=16, res_hidden=8, decoder_hidden=16, res_blocks=1, embed_dim=8,
@@ -45,8 +45,7 @@ def test_superres_learns_on_a_tiny_batch_and_rebuilds_from_checkpoint(tmp_path):
     vq(small)
     vq.eval()
     codes_top, codes_bottom = vq.encode(small)
-    model = SuperRes(SuperResConfig(num_codes_top=16, num_codes_bottom=16, embed_dim=8, hidden=16,
-                                    res_hidden=8, res_blocks=1))
+    model = SuperRes.from_vqvae2(vq, hidden=16, res_hidden=8, res_blocks=1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(40):
@@ -56,6 +55,9 @@ def test_superres_learns_on_a_tiny_batch_and_rebuilds_from_checkpoint(tmp_path):
         loss.backward()
         opt.step()
     assert logs["mse"] < 0.5 * first and set(logs) >= {"mse", "psnr", "ssim", "loss"}
+    # Only the decoder learned: the codebooks are still the VQ-VAE-2's.
+    assert torch.equal(model.embed_t.weight, vq.quantizer_t.codebook)
+    assert torch.equal(model.embed_b.weight, vq.quantizer_b.codebook)
     model.eval()
     path = save_checkpoint(tmp_path / "superres.pt", model, extra={"image_size": 128})
     rebuilt = build_model(load_checkpoint(path, expect={"model_class": "SuperRes"}))

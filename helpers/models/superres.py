@@ -6,8 +6,9 @@ description at twice the resolution — the same idea as the decoder of the VQ-V
 one more upsampling stage. Any code grid decodes, so samples of the priors can be drawn at 128
 px too. Baselines are bicubic / Lanczos upscaling of the 64x64 image (05_extensions).
 
-Embeddings start as copies of the VQ-VAE-2 codebooks (:meth:`SuperRes.from_vqvae2`) and are then
-trained with the rest; upsampling is a 3x3 convolution to 4x the channels followed by a pixel
+Embeddings are copies of the VQ-VAE-2 codebooks (:meth:`SuperRes.from_vqvae2`) and stay frozen
+with them (``freeze_codebooks``): only the decoder learns, so the codes mean what they mean to
+the VQ-VAE-2 and its priors' samples can be drawn at 128 px; upsampling is a 3x3 convolution to 4x the channels followed by a pixel
 shuffle (sub-pixel convolution, Shi et al. 2016), which on CPU runs faster than transposed
 convolutions of the same reach. Loss as the VQ-VAE-2's: MSE + ssim_weight * (1 - SSIM) + l1_weight * L1.
 """
@@ -37,6 +38,7 @@ class SuperResConfig:
     in_channels: int = 3            # RGB out
     ssim_weight: float = 0.2        # weight of (1 - SSIM)
     l1_weight: float = 0.0          # weight of L1
+    freeze_codebooks: bool = True   # the code embeddings are the VQ-VAE-2's and are not trained
 
 
 class _Up(nn.Module):
@@ -63,6 +65,9 @@ class SuperRes(Configurable, nn.Module):
         assert 2 ** n_up == cfg.upsample and n_up >= 1, "upsample must be 2, 4, 8, ..."
         self.embed_t = nn.Embedding(cfg.num_codes_top, d)
         self.embed_b = nn.Embedding(cfg.num_codes_bottom, d)
+        if cfg.freeze_codebooks:
+            self.embed_t.weight.requires_grad_(False)
+            self.embed_b.weight.requires_grad_(False)
         self.up_t = nn.ConvTranspose2d(d, d, 4, stride=2, padding=1)   # top grid -> bottom grid
         layers: list[nn.Module] = [nn.Conv2d(2 * d, h, 3, padding=1)]
         layers += [ResBlock(h, cfg.res_hidden) for _ in range(cfg.res_blocks)]
