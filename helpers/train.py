@@ -15,12 +15,25 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
 * a non-finite loss stops the run with the step that produced it, and the last
   good checkpoint stays on disk;
 * under ``torchrun`` (torch.distributed initialised): DistributedSampler, DDP,
-  checkpoints and progress bars on rank 0 only.
+  checkpoints and progress bars on rank 0 only. Every decision that ends or shapes a step
+  (the time budget, the learning rate, a non-finite loss) is taken from numbers all ranks
+  agree on, so no rank leaves a loop while the others wait for it in a collective.
+
+From the command line, the image autoencoders train without a notebook, on one process or
+under torchrun (one process per GPU, nccl; gloo on CPU)::
+
+    python -m helpers.train --model vqvae --profile smoke
+    torchrun --nproc_per_node 4 -m helpers.train --model vqvae --profile full
+
+They write the checkpoint the notebooks would (``artifacts/<profile>/<name>.pt``), so
+notebook 01 then loads the finished run instead of training it.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,10 +115,13 @@ class Trainer:
                                           weight_decay=config.weight_decay)
         self.net: torch.nn.Module = _Step(self.model)
         if self.distributed:
-            # Buffers are not broadcast: the quantizers all-reduce their own EMA statistics.
+            # Parameters and buffers start as rank 0's; after that buffers are not re-broadcast before
+            # each forward: the quantizers all-reduce their own EMA statistics. (Not the deprecated
+            # broadcast_buffers=False: it skips the start too, so ranks seeded apart, or a codebook
+            # without k-means init, would keep different codebooks.)
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
+                forward_sync_buffers=False)
 
     # ------------------------------------------------------------------ paths and state
     @property
@@ -208,7 +224,18 @@ class Trainer:
 
     def _out_of_time(self, start: float) -> bool:
         limit = self.config.max_minutes
-        return limit is not None and time.perf_counter() - start >= 60 * limit
+        return limit is not None and self._elapsed(start) >= 60 * limit
+
+    def _elapsed(self, start: float) -> float:
+        """Seconds since ``start`` — under torch.distributed the largest over the ranks, so that all
+        of them take the same time-based decisions: with their own clocks, ranks would train with
+        different learning rates, and one could leave the loop while the others wait for it."""
+        seconds = time.perf_counter() - start
+        if self.distributed:
+            t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            seconds = t.item()
+        return seconds
 
     def _lr(self, start: float) -> float:
         cfg = self.config
@@ -219,17 +246,21 @@ class Trainer:
             return cfg.lr
         progress = self.step / max(1, self.total_steps)
         if cfg.max_minutes is not None:
-            progress = max(progress, (time.perf_counter() - start) / (60 * cfg.max_minutes))
+            progress = max(progress, self._elapsed(start) / (60 * cfg.max_minutes))
         progress = min(1.0, progress)
         floor = cfg.min_lr_ratio * cfg.lr
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
     def _loader(self, data: TensorDataset, *, train: bool) -> DataLoader:
         cfg = self.config
-        if self.distributed:
-            sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=train,
-                                         seed=cfg.seed, drop_last=train)
+        if self.distributed and train:
+            sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                         seed=cfg.seed, drop_last=True)
             sampler.set_epoch(self.epoch)
+        elif self.distributed:
+            # Every example exactly once over the ranks: DistributedSampler would pad the last shard
+            # with repeats, and the validation loss would depend on the number of processes.
+            sampler = range(self.rank, len(data), self.world)
         elif train:
             # Seeded per epoch: a resumed run draws exactly the batches an uninterrupted one would.
             sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch))
@@ -259,10 +290,11 @@ class Trainer:
                 group["lr"] = self._lr(start)
             with self._autocast():
                 loss, logs = self.net(self._prepare(batch))
-            if not torch.isfinite(loss):
+            if not self._finite_on_all_ranks(loss):
                 where = f"{self.last_path}" if self.last_path is not None and self.last_path.exists() else "none yet"
+                which = f"on some rank; here {loss.item()}" if self.distributed else f"{loss.item()}"
                 raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}; training "
+                    f"non-finite loss ({which}) at epoch {self.epoch + 1}, step {self.step + 1}; training "
                     f"stopped. Last good checkpoint: {where}. Try a lower lr or precision='fp32'.")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -277,7 +309,24 @@ class Trainer:
                 bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
             if self._out_of_time(start):
                 break
-        return {k: v / max(1, count) for k, v in sums.items()}
+        return self._mean_over_ranks({k: v / max(1, count) for k, v in sums.items()})
+
+    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
+        """Is the loss finite on every rank? Asked of all ranks at once, so that all of them stop: a
+        rank that raised alone would leave the others waiting in DDP's gradient all-reduce forever."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.distributed:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite)
+
+    def _mean_over_ranks(self, values: dict) -> dict:
+        """Average per-rank epoch means (every rank ran the same number of steps), so that history,
+        early stopping and the best checkpoint follow the whole batch, not rank 0's share of it."""
+        if not self.distributed or not values:
+            return values
+        packed = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(packed)
+        return dict(zip(values, (packed / self.world).tolist()))
 
     @torch.no_grad()
     def evaluate(self, data: TensorDataset | None = None) -> dict:
@@ -295,7 +344,7 @@ class Trainer:
             for key, value in {"loss": loss.item(), **logs}.items():
                 sums[key] = sums.get(key, 0.0) + float(value) * size
         if self.distributed:
-            packed = torch.tensor([n] + list(sums.values()), dtype=torch.float64)
+            packed = torch.tensor([n] + list(sums.values()), dtype=torch.float64, device=self.device)  # nccl: on GPU
             dist.all_reduce(packed)
             n, sums = packed[0].item(), dict(zip(sums, packed[1:].tolist()))
         return {k: v / max(1, n) for k, v in sums.items()}
@@ -323,4 +372,80 @@ class _Step(torch.nn.Module):
         return self.model.training_step(batch)
 
 
-__all__ = ["TrainConfig", "Trainer", "CheckpointError"]
+# ---------------------------------------------------------------------- command line and torchrun
+
+def init_distributed() -> torch.device:
+    """This process's device; under torchrun (WORLD_SIZE > 1) also join the process group.
+
+    torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; the group reads them.
+    nccl with one GPU per process (cuda:LOCAL_RANK) when CUDA is there, gloo on CPU otherwise.
+    """
+    from .runtime import pick_device
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return pick_device()
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)   # before the group: nccl binds each rank to its own GPU
+        dist.init_process_group("nccl")
+        return device
+    dist.init_process_group("gloo")
+    return torch.device("cpu")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m helpers.train --model vqvae --profile smoke``: train an image autoencoder as its
+    notebook does (same data, config, seed and checkpoint), on one process or under torchrun."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.train",
+        description="Train the VQ-VAE (32 px) or VQ-VAE-2 (64 px) of a profile. Under torchrun each process "
+                    "takes --batch-size images per step (the global batch is N times larger).")
+    parser.add_argument("--model", choices=["vqvae", "vqvae2"], default="vqvae")
+    parser.add_argument("--profile", default=None, help="smoke, quick or full (default: $EMOJIVQ_PROFILE, else full)")
+    parser.add_argument("--config", default="default", help="a named model config (VQVAE_CONFIGS / VQVAE2_CONFIGS)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    parser.add_argument("--minutes", type=float, default=None, help="time budget (default: the profile's; 0: none)")
+    parser.add_argument("--name", default=None, help="checkpoint name in artifacts/<profile>/ (default: the model)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    args = parser.parse_args(argv)
+
+    # Imported here: the Trainer itself needs neither the data pipeline nor a model family.
+    from .data import load_dataset
+    from .models.vqvae import VQVAE
+    from .models.vqvae2 import VQVAE2
+    from .paths import checkpoint_path
+    from .profiles import get_profile
+    from .runtime import seed_everything
+
+    device = init_distributed()
+    try:
+        profile = get_profile(args.profile)
+        cls, size = {"vqvae": (VQVAE, 32), "vqvae2": (VQVAE2, 64)}[args.model]
+        epochs = args.epochs if args.epochs is not None else getattr(profile, f"{args.model}_epochs")
+        minutes = args.minutes if args.minutes is not None else getattr(profile, f"{args.model}_minutes")
+        ds = load_dataset(profile.name)       # "run 00_data first" when there is no dataset
+        train, val = ds.images(size, "train"), ds.images(size, "val")
+        seed_everything(profile.seed)          # as the notebook: same seed, same initial weights
+        model = cls.named(args.config)
+        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=args.lr, batch_size=args.batch_size,
+                             precision=args.precision, seed=profile.seed)
+        path = checkpoint_path(profile.name, args.name or args.model)
+        trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,
+                          extra={"image_size": size}, device=device)
+        trainer.run()
+        if trainer.rank == 0:
+            print(f"{args.model} ({args.config}) on {profile.name}, {trainer.world} process(es) on {device.type}: "
+                  f"{trainer.epoch} epochs, {trainer.seconds / 60:.1f} min, best val loss {trainer.best_val:.4f} "
+                  f"-> {path}", flush=True)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+__all__ = ["TrainConfig", "Trainer", "CheckpointError", "init_distributed", "main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

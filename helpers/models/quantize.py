@@ -19,7 +19,9 @@ Tricks on top (all of them keep the codebook fully used, which the report did no
 Every piece of state is a registered buffer, so ``state_dict`` round-trips exactly and a
 resumed run continues where it stopped. Under torch.distributed the EMA statistics are
 summed over ranks and the k-means / restart seeds come from rank 0, so all ranks keep the
-same codebook (see ``_all_reduce`` / ``_broadcast``).
+same codebook, bit for bit (see ``_all_reduce`` / ``_broadcast``; tests/test_distributed.py).
+Only the ring buffer of recent encoder outputs stays per rank: restart seeds are drawn from
+rank 0's, and rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
