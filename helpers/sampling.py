@@ -74,13 +74,22 @@ def _pick_method(prior, method: str) -> str:
 
 
 @torch.no_grad()   # not inference_mode: the codes may feed autograd later
-def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, cond, method, progress):
+def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, cond, method, progress,
+            known_codes=None, known_mask=None, return_nll=False):
     H, W = shape
     was_training = prior.training
     prior.eval()   # BatchNorm must use its running statistics, dropout must be off
     device = _device_of(prior)
     labels = _labels_for(labels, n, device)
     out = torch.zeros(n, H, W, dtype=torch.long, device=device)
+    nll = torch.zeros(n, device=device) if return_nll else None
+    if (known_codes is None) != (known_mask is None):
+        raise ValueError("known_codes and known_mask go together")
+    if known_mask is not None:
+        known_codes, known_mask = known_codes.to(device).long(), known_mask.to(device).bool()
+        if known_codes.shape != (n, H, W) or known_mask.shape != (n, H, W):
+            raise ValueError(f"known_codes and known_mask must be {(n, H, W)}, got "
+                             f"{tuple(known_codes.shape)} and {tuple(known_mask.shape)}")
     n_batches = math.ceil(n / batch_size)
     bar = tqdm(total=n_batches * H * W, desc=f"sampling ({method})", disable=not progress, leave=False)
     try:
@@ -99,18 +108,25 @@ def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, 
                         logits = state.step(codes, i, j)
                     else:
                         logits = prior(x, lab, cx)[:, :, i, j]
-                    codes[:, i, j] = _draw(logits, temperature, top_k, generator)
+                    drawn = _draw(logits, temperature, top_k, generator)
+                    if known_mask is not None:   # given codes replace the draw (same random stream)
+                        k = known_mask[start:stop, i, j]
+                        drawn = torch.where(k, known_codes[start:stop, i, j], drawn)
+                    codes[:, i, j] = drawn
+                    if nll is not None:   # the model's own -log p (temperature 1, no top-k)
+                        nll[start:stop] -= F.log_softmax(logits.float(), -1).gather(1, drawn[:, None])[:, 0]
                     bar.update(1)
     finally:
         bar.close()
         prior.train(was_training)
-    return out
+    return (out, nll) if return_nll else out
 
 
 def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,
                  top_k: int | None = None, batch_size: int = 256, generator: torch.Generator | None = None,
                  cond: torch.Tensor | None = None, progress: bool = True,
-                 method: str = "auto") -> torch.Tensor:
+                 method: str = "auto", known_codes: torch.Tensor | None = None,
+                 known_mask: torch.Tensor | None = None, return_nll: bool = False):
     """Draw ``n`` code grids (n, H, W) long from ``prior``.
 
     labels: None, one category for all, or (n,) categories (ignored by unconditional priors).
@@ -119,9 +135,16 @@ def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 
     generator: a seeded torch.Generator makes the samples reproducible.
     cond: (n, C, H, W) spatial condition (e.g. the embedded top codes for a bottom prior).
     method: "auto" (the fastest the prior supports), "incremental", "crop" or "naive".
+    known_codes, known_mask: (n, H, W) codes and a bool mask of the positions where they are
+        given (inpainting): there the given code is kept, and the positions after it are
+        drawn conditioned on it. A code is still drawn and discarded at a given position, so
+        the random stream, and with an all-False mask the samples, equal unconstrained sampling.
+    return_nll: also return each grid's NLL under the prior (n,) in nats — the sum of -log p of
+        every code given the codes before it, at temperature 1 and without top-k, i.e. what
+        ``prior.nll_per_image`` computes, collected from the logits sampling already made.
     """
     return _sample(prior, n, tuple(shape), labels, temperature, top_k, batch_size, generator, cond,
-                   _pick_method(prior, method), progress)
+                   _pick_method(prior, method), progress, known_codes, known_mask, return_nll)
 
 
 def sample_codes_naive(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,

@@ -147,3 +147,67 @@ class LiveGrid:
         else:
             self.handle.update(fig)
         plt.close(fig)
+
+
+def usage_histograms(levels: dict[str, dict], *, title: str | None = None):
+    """One panel per codebook (``{name: helpers.analysis.usage(...)}``): code counts sorted from the
+    most used down, log scale, with usage, perplexity and dead codes in the panel title."""
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.0), squeeze=False)
+    for ax, (name, u) in zip(axes[0], levels.items()):
+        counts = u["sorted_counts"].numpy()
+        ax.bar(range(len(counts)), counts.clip(min=0.8), width=1.0, color="tab:blue")
+        ax.set_yscale("log")
+        ax.set_xlabel("code (sorted by use)")
+        ax.set_ylabel("count")
+        ax.set_title(f"{name}: {u['usage']:.0%} used, perplexity {u['perplexity']:.0f}, {u['dead']} dead",
+                     fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_2d(xy, labels=None, *, title: str | None = None, sizes=None):
+    """A 2-D embedding (e.g. t-SNE of the codebook), coloured by cluster label; ``sizes`` (e.g. code
+    counts) scale the points."""
+    import numpy as np
+
+    xy = np.asarray(xy)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    s = 12 if sizes is None else 4 + 60 * np.sqrt(np.asarray(sizes, dtype=float) / max(np.max(sizes), 1))
+    ax.scatter(xy[:, 0], xy[:, 1], c=None if labels is None else np.asarray(labels), cmap="tab20", s=s,
+               alpha=0.8, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def score_curve(scores: dict, *, best=None, xlabel: str = "k", ylabel: str = "silhouette",
+                title: str | None = None):
+    """A score per setting (e.g. silhouette per k of k-means) with the chosen one marked."""
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ks = sorted(scores)
+    ax.plot(ks, [scores[k] for k in ks], "o-")
+    if best is not None:
+        ax.axvline(best, color="tab:red", linestyle="--", label=f"{xlabel} = {best}")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, profile: str, name: str, dpi: int = 150):
+    """Write ``fig`` as ``artifacts/<profile>/figures/<name>.png`` (what ``python -m helpers.report``
+    copies into docs/results) and return it, so a notebook cell can end with the call."""
+    from .paths import figures_dir
+
+    path = figures_dir(profile) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return fig

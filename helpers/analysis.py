@@ -1,0 +1,227 @@
+"""What the models learned (06_analysis): codebook usage, the geometry of the codebook (t-SNE,
+k-means with k chosen by silhouette), each code shown by the patch it decodes to, and
+memorization — are generated samples new, or near-copies of train images?
+
+Functions take tensors (codes, codebooks, features, images) and return data; the plots are in
+helpers.viz. Distances and decodes run in batches.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .metrics import codebook_usage
+
+# ---------------------------------------------------------------------------------------------
+# codebook usage
+
+
+def usage(codes: torch.Tensor, num_codes: int) -> dict:
+    """Histogram data of one codebook: ``counts`` (per code, int64), ``sorted_counts`` (descending,
+    what a usage histogram plots), ``usage`` (share used), ``used``, ``dead`` and ``perplexity``."""
+    u = codebook_usage(codes, num_codes)
+    return {**u, "sorted_counts": u["counts"].sort(descending=True).values, "num_codes": num_codes}
+
+
+def usage_table(levels: dict[str, dict]):
+    """A pandas table, one row per codebook (``{name: usage(...)}``): size, used, dead, usage, perplexity."""
+    import pandas as pd
+
+    return pd.DataFrame([{"codebook": name, "codes": u["num_codes"], "used": u["used"], "dead": u["dead"],
+                          "usage": round(u["usage"], 4), "perplexity": round(u["perplexity"], 1)}
+                         for name, u in levels.items()]).set_index("codebook")
+
+
+# ---------------------------------------------------------------------------------------------
+# codebook geometry
+
+def tsne(vectors: torch.Tensor, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE embedding (K, 2) of code vectors (scikit-learn, PCA init, seeded). The
+    perplexity is capped below the number of vectors, as t-SNE requires."""
+    from sklearn.manifold import TSNE
+
+    x = torch.as_tensor(vectors).detach().float().cpu().numpy()
+    p = min(perplexity, max((len(x) - 1) / 3, 1.0))
+    return TSNE(n_components=2, perplexity=p, init="pca", random_state=seed).fit_transform(x)
+
+
+def choose_k(vectors: torch.Tensor, ks: Sequence[int] = range(2, 21), seed: int = 0) -> dict:
+    """k-means on the code vectors for every k in ``ks``; the k with the highest silhouette wins.
+
+    Returns ``k``, ``silhouette`` (its score), ``labels`` (K,) of that clustering, and ``scores``
+    {k: silhouette} for the plot. ks that leave fewer than 2 points per cluster are skipped.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    x = torch.as_tensor(vectors).detach().float().cpu().numpy()
+    scores, labels = {}, {}
+    for k in ks:
+        if not 2 <= k <= len(x) // 2:
+            continue
+        fit = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+        if len(set(fit.labels_)) < 2:
+            continue
+        scores[int(k)] = float(silhouette_score(x, fit.labels_))
+        labels[int(k)] = fit.labels_
+    if not scores:
+        raise ValueError(f"no k in {list(ks)} fits {len(x)} vectors")
+    best = max(scores, key=scores.get)
+    return {"k": best, "silhouette": scores[best], "labels": labels[best], "scores": scores}
+
+
+@torch.no_grad()
+def code_patches(vqvae, codes: torch.Tensor | None = None, context: str = "uniform",
+                 background: int | None = None, cells: int = 3, batch_size: int = 256) -> torch.Tensor:
+    """The image patch each code decodes to: (len(codes), 3, cells * s, cells * s) uint8, s = the
+    pixels per code cell (4 for 32 px / 8x8 codes), cropped from the centre of the decoded grid.
+
+    ``context="uniform"`` (default): the whole grid filled with the code. This reads best: on
+    the full-profile VQ-VAE each code then decodes to a clear colour and texture (skin yellow,
+    a striped flag red, an outline brown), so a cluster's row shows what its codes have in common.
+    ``context="background"``: the code alone at the centre of a grid of the ``background`` code
+    (default: the code of a white image); closer to how codes occur, but a lone code decodes to
+    a faint blob a few pixels wide — the decoder spreads it over its neighbours — which says less.
+    ``codes``: which codes (default all, in order).
+    """
+    from .sampling import decode
+
+    vqvae.eval()
+    k = vqvae.config.num_codes
+    codes = torch.arange(k) if codes is None else torch.as_tensor(codes).long()
+    h = w = 32 // vqvae.config.downsample
+    if context == "background":
+        if background is None:
+            white = torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)
+            background = int(vqvae.encode(white).flatten().mode().values)
+        grids = torch.full((len(codes), h, w), background, dtype=torch.long)
+    elif context == "uniform":
+        grids = codes.view(-1, 1, 1).expand(-1, h, w).clone()
+    else:
+        raise ValueError(f"context must be 'background' or 'uniform', not {context!r}")
+    ci, cj = h // 2, w // 2
+    grids[:, ci, cj] = codes
+    images = decode(vqvae, grids, batch_size)
+    s = images.shape[-1] // w
+    r = cells // 2
+    top, left = (ci - r) * s, (cj - r) * s
+    return images[:, :, top:top + cells * s, left:left + cells * s]
+
+
+def cluster_rows(patches: torch.Tensor, labels, per_cluster: int = 12, order=None,
+                 seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Patches arranged one row per cluster (up to ``per_cluster`` members each, chosen seeded;
+    white fill for small clusters), and row labels, for ``viz.image_grid(images, nrow=per_cluster,
+    row_labels=...)``. ``order``: patch indices ranked first within a cluster (e.g. the most used codes)."""
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    g = torch.Generator().manual_seed(seed)
+    rank = torch.empty(len(labels), dtype=torch.long)
+    if order is None:
+        rank[torch.randperm(len(labels), generator=g)] = torch.arange(len(labels))
+    else:
+        rank[torch.as_tensor(order).long()] = torch.arange(len(labels))
+    blank = torch.full_like(patches[0], 255)
+    rows, names = [], []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().flatten()
+        members = members[rank[members].argsort()][:per_cluster]
+        row = [patches[i] for i in members.tolist()] + [blank] * (per_cluster - len(members))
+        rows += row
+        names.append(f"cluster {c} ({int((labels == c).sum())})")
+    return torch.stack(rows), names
+
+
+# ---------------------------------------------------------------------------------------------
+# memorization
+
+@torch.no_grad()
+def nearest(query: torch.Tensor, reference: torch.Tensor, batch_size: int = 1024,
+            exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean nearest neighbour in ``reference`` (M, D) of every row of ``query`` (N, D):
+    (distances (N,), indices (N,)). Float64 so that near-duplicates are told apart;
+    ``exclude_self`` skips index i for query i (query and reference the same set)."""
+    ref = reference.double().flatten(1)
+    ref_sq = (ref * ref).sum(1)
+    dists, idx = [], []
+    for start in range(0, len(query), batch_size):
+        q = query[start:start + batch_size].double().flatten(1)
+        d2 = (q * q).sum(1, keepdim=True) - 2 * q @ ref.T + ref_sq
+        if exclude_self:
+            rows = torch.arange(len(q))
+            d2[rows, rows + start] = float("inf")
+        d, i = d2.clamp_min(0).min(1)
+        dists.append(d.sqrt())
+        idx.append(i)
+    return torch.cat(dists), torch.cat(idx)
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    return images.flatten(1).float() / 255
+
+
+def memorization(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor, *,
+                 sample_features: torch.Tensor, train_features: torch.Tensor, val_features: torch.Tensor,
+                 near_copy_quantile: float = 0.05) -> dict:
+    """For every generated sample its nearest train image, in Inception feature space and in
+    pixels, measured against the yardstick of new real emojis: the val set (emojis never seen in
+    any style) and its nearest-train distances.
+
+    Per space (``"inception"``, ``"pixel"``): ``sample_dist`` / ``sample_nn`` (nearest train
+    distance and index per sample), ``val_dist``, ``threshold`` (median val-to-train distance),
+    ``memorized_share`` (share of samples nearer a train image than that median: real unseen
+    emojis give 0.5 by construction, so above 0.5 the samples sit closer to the train set than
+    new emojis do), ``near_copy_threshold`` / ``near_copy_share`` (the same at the
+    ``near_copy_quantile`` of val distances: samples closer than all but the 5% nearest new emojis).
+    Top level: ``memorized_share`` and ``near_copy_share`` of the Inception space (the headline),
+    ``*_pixel`` of pixel space, and ``order`` (samples, nearest to the train set first, Inception)
+    for the samples-beside-neighbours grid.
+    """
+    out = {}
+    for space, (s, t, v) in {"inception": (sample_features, train_features, val_features),
+                             "pixel": (_pixels(samples), _pixels(train), _pixels(val))}.items():
+        sd, si = nearest(s, t)
+        vd, _ = nearest(v, t)
+        threshold = float(vd.median())
+        near = float(torch.quantile(vd, near_copy_quantile))
+        out[space] = {"sample_dist": sd, "sample_nn": si, "val_dist": vd, "threshold": threshold,
+                      "memorized_share": float((sd < threshold).double().mean()),
+                      "near_copy_threshold": near, "near_copy_share": float((sd < near).double().mean())}
+    out["memorized_share"] = out["inception"]["memorized_share"]
+    out["near_copy_share"] = out["inception"]["near_copy_share"]
+    out["memorized_share_pixel"] = out["pixel"]["memorized_share"]
+    out["near_copy_share_pixel"] = out["pixel"]["near_copy_share"]
+    out["order"] = out["inception"]["sample_dist"].argsort()
+    return out
+
+
+def neighbour_rows(samples: torch.Tensor, train: torch.Tensor, result: dict, n: int = 12,
+                   which: str = "nearest") -> tuple[list[torch.Tensor], list[str]]:
+    """Rows for ``viz.compare_grid``: ``n`` samples, their nearest train image in Inception space
+    and in pixels. ``which="nearest"``: the samples closest to the train set (where copies would
+    show); ``"random"``: an evenly spaced pick along the distance order (the typical case)."""
+    order = result["order"]
+    pick = order[:n] if which == "nearest" else order[torch.linspace(0, len(order) - 1, n).round().long()]
+    return ([samples[pick], train[result["inception"]["sample_nn"][pick]], train[result["pixel"]["sample_nn"][pick]]],
+            ["sample", "nearest (Inception)", "nearest (pixels)"])
+
+
+def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dict] | None = None) -> dict:
+    """The flat numbers ``analysis.json`` holds (DESIGN.md): memorization shares and thresholds,
+    k-means ``k`` and ``silhouette``, and per codebook usage / perplexity / dead codes."""
+    out = {k: mem[k] for k in ("memorized_share", "near_copy_share", "memorized_share_pixel", "near_copy_share_pixel")}
+    out["val_to_train_median_inception"] = mem["inception"]["threshold"]
+    out["val_to_train_median_pixel"] = mem["pixel"]["threshold"]
+    out["n_samples"] = len(mem["order"])
+    if kmeans is not None:
+        out["k"], out["silhouette"] = kmeans["k"], kmeans["silhouette"]
+    for name, u in (levels or {}).items():
+        out[f"usage_{name}"], out[f"perplexity_{name}"] = u["usage"], u["perplexity"]
+        out[f"dead_codes_{name}"] = u["dead"]
+    return out
+
+
+__all__ = ["usage", "usage_table", "tsne", "choose_k", "code_patches", "cluster_rows", "nearest",
+           "memorization", "neighbour_rows", "metrics_summary"]

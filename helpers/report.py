@@ -1,0 +1,307 @@
+"""The results table: every number of the original report ("Emoji Generation With VQ-VAE")
+beside ours, read from ``artifacts/<profile>/metrics/*.json``.
+
+    python -m helpers.report --profile full        # writes docs/results/RESULTS.md (+ figures)
+
+:func:`results_table` gives the same table as a pandas DataFrame for 06_analysis. A metrics file
+that does not exist yet gives "—" cells and a printed note, never an error, so the table can be
+made after any prefix of the chain.
+
+The report's VQ-VAE table swapped its PSNR and SSIM labels (its "PSNR" column held 0.954, its
+"SSIM" column 29.24); SSIM lies in [-1, 1] and 29 is a PSNR in dB, so the corrected reading —
+PSNR 29.24 dB, SSIM 0.954 — is what we compare with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .profiles import PROFILES
+
+DASH = "—"
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str                          # what was measured
+    metric: str                         # how it reads in the table
+    stage: str                          # metrics file (artifacts/<profile>/metrics/<stage>.json)
+    key: str                            # dotted path inside it
+    report: float | tuple | None = None  # the report's number (a (low, high) range), None if it has none
+    higher_is_better: bool = True
+    kind: str = "num"                   # psnr | ssim | share | fid | num | int | minutes
+
+
+# Every report number (and ours beside it where the report has none: train, baselines, floors).
+ROWS = [
+    Row("VQ-VAE 32x32", "val PSNR (dB)", "vqvae", "val_psnr", 29.24, kind="psnr"),
+    Row("VQ-VAE 32x32", "train PSNR (dB)", "vqvae", "train_psnr", kind="psnr"),
+    Row("VQ-VAE 32x32", "val SSIM", "vqvae", "val_ssim", 0.954, kind="ssim"),
+    Row("VQ-VAE 32x32", "train SSIM", "vqvae", "train_ssim", kind="ssim"),
+    Row("VQ-VAE 32x32", "val MSE", "vqvae", "val_mse", higher_is_better=False, kind="num"),
+    Row("VQ-VAE 32x32", "codebook usage (val)", "vqvae", "val_code_usage", (0.30, 0.70), kind="share"),
+    Row("VQ-VAE 32x32", "codebook perplexity (val)", "vqvae", "val_perplexity", kind="num"),
+    Row("PixelCNN prior (VQ-VAE)", "PixelCNN FID", "prior_vqvae", "pixelcnn.fid", 176, False, "fid"),
+    Row("PixelCNN prior (VQ-VAE)", "gated PixelCNN FID", "prior_vqvae", "gated_pixelcnn.fid", None, False, "fid"),
+    Row("PixelCNN prior (VQ-VAE)", "FID of VQ-VAE val reconstructions", "prior_vqvae", "fid_recon", None, False, "fid"),
+    Row("PixelCNN prior (VQ-VAE)", "FID floor (val images)", "prior_vqvae", "fid_floor", None, False, "fid"),
+    Row("VQ-VAE-2 64x64", "val PSNR (dB)", "vqvae2", "val_psnr", 22.83, kind="psnr"),
+    Row("VQ-VAE-2 64x64", "train PSNR (dB)", "vqvae2", "train_psnr", kind="psnr"),
+    Row("VQ-VAE-2 64x64", "val SSIM", "vqvae2", "val_ssim", 0.897, kind="ssim"),
+    Row("VQ-VAE-2 64x64", "train SSIM", "vqvae2", "train_ssim", kind="ssim"),
+    Row("VQ-VAE-2 64x64", "top codebook usage (val)", "vqvae2", "val_code_usage_top", 0.3867, kind="share"),
+    Row("VQ-VAE-2 64x64", "bottom codebook usage (val)", "vqvae2", "val_code_usage_bottom", 0.5664, kind="share"),
+    Row("VQ-VAE-2 priors", "PixelSNAIL FID", "prior_vqvae2", "pixelsnail.fid", 341, False, "fid"),
+    Row("VQ-VAE-2 priors", "PixelCNN FID", "prior_vqvae2", "pixelcnn.fid", 416, False, "fid"),
+    Row("VQ-VAE-2 priors", "FID of VQ-VAE-2 val reconstructions", "prior_vqvae2", "fid_recon", None, False, "fid"),
+    Row("VQ-VAE-2 priors", "FID floor (val images)", "prior_vqvae2", "fid_floor", None, False, "fid"),
+    Row("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)", "extensions", "inpainting.autoencoder.val_psnr",
+        25.32, kind="psnr"),
+    Row("Inpainting 32x32, 8x8 mask", "autoencoder val SSIM", "extensions", "inpainting.autoencoder.val_ssim",
+        0.911, kind="ssim"),
+    Row("Inpainting 32x32, 8x8 mask", "prior val PSNR (dB)", "extensions", "inpainting.prior.val_psnr",
+        25.32, kind="psnr"),
+    Row("Inpainting 32x32, 8x8 mask", "prior val SSIM", "extensions", "inpainting.prior.val_ssim", 0.911, kind="ssim"),
+    Row("Inpainting 32x32, 8x8 mask", "autoencoder train PSNR (dB)", "extensions",
+        "inpainting.autoencoder.train_psnr", kind="psnr"),
+    Row("Inpainting 32x32, 8x8 mask", "prior train PSNR (dB)", "extensions", "inpainting.prior.train_psnr",
+        kind="psnr"),
+    Row("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR, masked region (dB)", "extensions",
+        "inpainting.autoencoder.val_psnr_masked", kind="psnr"),
+    Row("Inpainting 32x32, 8x8 mask", "prior val PSNR, masked region (dB)", "extensions",
+        "inpainting.prior.val_psnr_masked", kind="psnr"),
+    Row("Super-resolution 64->128", "decoder val PSNR (dB)", "extensions", "superres.decoder.val_psnr", 23.65,
+        kind="psnr"),
+    Row("Super-resolution 64->128", "decoder val SSIM", "extensions", "superres.decoder.val_ssim", 0.797, kind="ssim"),
+    Row("Super-resolution 64->128", "bicubic val PSNR (dB)", "extensions", "superres.bicubic.val_psnr", kind="psnr"),
+    Row("Super-resolution 64->128", "bicubic val SSIM", "extensions", "superres.bicubic.val_ssim", kind="ssim"),
+    Row("Super-resolution 64->128", "Lanczos val PSNR (dB)", "extensions", "superres.lanczos.val_psnr", kind="psnr"),
+    Row("Super-resolution 64->128", "Lanczos val SSIM", "extensions", "superres.lanczos.val_ssim", kind="ssim"),
+    Row("Analysis", "samples nearer train than the median val emoji", "analysis", "memorized_share", None, False,
+        "share"),
+    Row("Analysis", "k-means clusters of the codebook (by silhouette)", "analysis", "k", kind="int"),
+    Row("Analysis", "silhouette at that k", "analysis", "silhouette", kind="num"),
+    Row("Whole chain", "minutes, all notebooks run (timing.json total)", "timing", "total", None, False, "minutes"),
+]
+
+STAGES = ["vqvae", "prior_vqvae", "vqvae2", "prior_vqvae2", "extensions", "analysis", "timing"]
+
+INTRO = """\
+Every number of the original report ("Emoji Generation With VQ-VAE") beside ours, written by
+`python -m helpers.report --profile {profile}` from `artifacts/{profile}/metrics/*.json`.
+PSNR in dB on images in [0, 1]; SSIM with an 11x11 Gaussian window; MSE, PSNR and SSIM per
+image, then averaged. FID against the train images with the TF-Inception (2015-12-05) network.
+Report numbers are quoted as printed; "—" means the report gives no number there (or, in our
+column, that the stage has not been run). "Better" compares ours with the report (for the
+report's 30-70 % codebook usage, with its upper end).
+
+The report's VQ-VAE table swapped its PSNR and SSIM labels (29.24 under "SSIM", 0.954 under
+"PSNR"); since SSIM cannot exceed 1, the corrected reading is **PSNR 29.24 dB, SSIM 0.954**,
+and that is what the first rows compare with.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def load_all(profile: str) -> tuple[dict[str, dict], list[str]]:
+    """{stage: metrics} of every metrics file that exists, and one note per missing or unreadable one."""
+    found, notes = {}, []
+    for stage in STAGES:
+        path = paths.metrics_path(profile, stage)
+        if not path.exists():
+            producer = paths.PRODUCERS.get(f"{stage}_metrics", "the pipeline" if stage == "timing" else "06_analysis")
+            notes.append(f"{path.name} is missing (written by {producer}): its cells show {DASH}")
+            continue
+        try:
+            found[stage] = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            notes.append(f"{path.name} is not valid JSON ({e}): its cells show {DASH}")
+    return found, notes
+
+
+def lookup(metrics: dict, key: str):
+    """The value at a dotted ``key`` ("pixelcnn.fid"), or None."""
+    value = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def protocol_text(metrics: dict | None) -> str:
+    """The protocol of one metrics file in a few words: split, image counts, image size, N samples."""
+    p = (metrics or {}).get("protocol") or {}
+    parts = []
+    if "split" in p:
+        parts.append(str(p["split"]))
+    if "n_train" in p or "n_val" in p:
+        parts.append(f"{p.get('n_train', '?')} train / {p.get('n_val', '?')} val images")
+    if "image_size" in p:
+        size = p["image_size"]
+        parts.append(f"{size}x{size} px" if isinstance(size, int) else f"{size} px")
+    if "n_samples" in p:
+        parts.append(f"N = {p['n_samples']} samples vs {p.get('reference', 'train images')}")
+    for key in ("masks", "n_masks", "mask", "select"):
+        if key in p:
+            parts.append(f"{key.replace('_', ' ')}: {p[key]}")
+    if "profile" in p:
+        parts.append(f"profile {p['profile']}")
+    for name, sub in p.items():   # sub-protocols (extensions.json: inpainting, superres)
+        if isinstance(sub, dict):
+            parts.append(f"{name}: {protocol_text({'protocol': sub})}")
+    return "; ".join(parts) if parts else DASH
+
+
+def row_protocol(row: Row, metrics: dict | None) -> str:
+    """What one number was measured on, in short: image size, split and count (or N samples).
+    A protocol may hold a sub-protocol per part (``extensions.json``: ``protocol.inpainting``,
+    ``protocol.superres``); a row reads the one named by the first part of its key."""
+    p = (metrics or {}).get("protocol") or {}
+    if not p:
+        return DASH
+    sub = p.get(row.key.split(".")[0])
+    if isinstance(sub, dict):
+        p = {**p, **sub}
+    size = p.get("image_size")
+    parts = [f"{size} px"] if isinstance(size, int) else []
+    if row.key in ("fid_floor", "fid_recon"):
+        parts.append(f"{p.get('n_val', '?')} val vs {p.get('n_train', '?')} train")
+    elif row.kind == "fid" and "n_samples" in p:
+        parts.append(f"N = {p['n_samples']} vs {p.get('n_train', '?')} train")
+    elif row.stage == "analysis" and "n_samples" in p:
+        parts.append(f"N = {p['n_samples']} samples")
+    else:
+        split = "train" if "train" in row.metric.split() else "val"
+        if f"n_{split}" in p:
+            parts.append(f"{p[f'n_{split}']} {split}")
+    return ", ".join(parts) if parts else DASH
+
+
+def _better(row: Row, ours) -> str:
+    if ours is None or row.report is None:
+        return DASH
+    target = max(row.report) if isinstance(row.report, tuple) else row.report
+    return "yes" if (ours > target if row.higher_is_better else ours < target) else "no"
+
+
+def fmt(value, kind: str) -> str:
+    """A table cell: PSNR to 2 decimals, SSIM to 3, shares in %, FID to 1 decimal, minutes."""
+    if value is None:
+        return DASH
+    if isinstance(value, tuple):
+        return f"{value[0] * 100:.0f}-{value[1] * 100:.0f} %" if kind == "share" else f"{value[0]}-{value[1]}"
+    if kind == "psnr":
+        return f"{value:.2f}"
+    if kind == "ssim":
+        return f"{value:.3f}"
+    if kind == "share":
+        return f"{value * 100:.2f} %"
+    if kind == "fid":
+        return f"{value:.1f}"
+    if kind == "int":
+        return f"{int(value)}"
+    if kind == "minutes":
+        return f"{value / 60:.1f}"
+    return f"{value:.4g}"
+
+
+def results_rows(profile: str) -> tuple[list[dict], dict[str, dict], list[str]]:
+    """One dict per table row — model, metric, report, ours (raw numbers, None when absent),
+    better, kind, protocol — the metrics files found, and the notes on missing ones."""
+    found, notes = load_all(profile)
+    rows = []
+    for row in ROWS:
+        metrics = found.get(row.stage)
+        ours = None if metrics is None else lookup(metrics, row.key)
+        rows.append({"model": row.model, "metric": row.metric, "report": row.report, "ours": ours,
+                     "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics)})
+    return rows, found, notes
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame([{"model": r["model"], "metric": r["metric"], "report": fmt(r["report"], r["kind"]),
+                          "ours": fmt(r["ours"], r["kind"]), "better": r["better"], "measured on": r["protocol"]}
+                         for r in rows])
+
+
+def results_table(profile: str):
+    """The results table as a pandas DataFrame of display strings (what RESULTS.md shows);
+    prints a note per missing metrics file."""
+    rows, _, notes = results_rows(profile)
+    for note in notes:
+        print(f"note: {note}")
+    return _frame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def _markdown_table(df) -> str:
+    cells = [list(df.columns)] + df.astype(str).values.tolist()
+    escape = lambda s: s.replace("|", "\\|")                      # noqa: E731
+    lines = ["| " + " | ".join(escape(c) for c in cells[0]) + " |",
+             "| " + " | ".join("---" for _ in cells[0]) + " |"]
+    lines += ["| " + " | ".join(escape(c) for c in r) + " |" for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def copy_figures(profile: str, out_dir: Path) -> list[Path]:
+    """Copy every PNG under ``artifacts/<profile>/figures`` into ``out_dir``; the copies, sorted."""
+    src = paths.figures_dir(profile)
+    copied = []
+    for png in sorted(src.glob("*.png")) if src.is_dir() else []:
+        dst = out_dir / png.name
+        shutil.copy2(png, dst)
+        copied.append(dst)
+    return copied
+
+
+def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
+    """Write ``RESULTS.md`` (and the figures of the run) into ``out_dir`` (default docs/results)."""
+    import pandas as pd
+
+    out_dir = Path(out_dir) if out_dir is not None else paths.DOCS_RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, found, notes = results_rows(profile)
+    for note in notes:
+        print(f"note: {note}")
+    table = _frame(rows)
+    protocols = pd.DataFrame([{"metrics file": f"{stage}.json", "protocol": protocol_text(found[stage])}
+                              for stage in STAGES if stage in found and stage != "timing"])
+    figures = copy_figures(profile, out_dir)
+
+    parts = [f"# Results (profile `{profile}`)", "", INTRO.format(profile=profile), _markdown_table(table), ""]
+    if len(protocols):
+        parts += ["## Protocol of each metrics file", "", _markdown_table(protocols), ""]
+    if notes:
+        parts += ["## Not yet measured", ""] + [f"- {n}" for n in notes] + [""]
+    if figures:
+        parts += ["## Figures", ""]
+        parts += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in figures] + [""]
+    path = out_dir / "RESULTS.md"
+    path.write_text("\n".join(parts))
+    print(f"wrote {path} ({len(rows)} rows, {len(figures)} figures)")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    parser.add_argument("--out", default=None, help=f"output folder (default {paths.DOCS_RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    write_results(args.profile, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The results report: every report number beside ours from fabricated metrics files, "—" for
+missing ones, figures copied, and the command line."""
+
+import json
+
+import pytest
+
+from helpers import paths, report
+
+PROTOCOL32 = {"split": "80/20 by emoji identity", "n_train": 800, "n_val": 200, "image_size": 32, "seed": 0}
+PROTOCOL64 = {**PROTOCOL32, "image_size": 64}
+METRICS = {
+    "vqvae": {"train_psnr": 31.5, "val_psnr": 30.1, "train_ssim": 0.97, "val_ssim": 0.961, "val_mse": 0.001,
+              "val_code_usage": 0.98, "val_perplexity": 400.0, "protocol": PROTOCOL32},
+    "prior_vqvae": {"fid_floor": 30.0, "fid_recon": 50.0,
+                    "pixelcnn": {"fid": 150.0, "n_samples": 2000}, "gated_pixelcnn": {"fid": 140.0},
+                    "protocol": {**PROTOCOL32, "n_samples": 2000, "reference": "train images"}},
+    "vqvae2": {"train_psnr": 25.0, "val_psnr": 24.0, "train_ssim": 0.9, "val_ssim": 0.88,
+               "val_code_usage_top": 0.95, "val_code_usage_bottom": 0.9, "protocol": PROTOCOL64},
+    "prior_vqvae2": {"fid_floor": 31.0, "fid_recon": 60.0, "pixelsnail": {"fid": 300.0}, "pixelcnn": {"fid": 420.0},
+                     "protocol": {**PROTOCOL64, "n_samples": 2000}},
+    "extensions": {"inpainting": {"autoencoder": {"val_psnr": 24.0, "val_ssim": 0.9, "train_psnr": 24.5,
+                                                  "val_psnr_masked": 12.0},
+                                  "prior": {"val_psnr": 26.0, "val_ssim": 0.93, "val_psnr_masked": 15.0}},
+                   "superres": {"decoder": {"val_psnr": 28.5, "val_ssim": 0.95},
+                                "bicubic": {"val_psnr": 26.0, "val_ssim": 0.92},
+                                "lanczos": {"val_psnr": 26.2, "val_ssim": 0.925}},
+                   "protocol": {"split": "80/20 by emoji identity", "inpainting": {**PROTOCOL32, "mask": "8x8"},
+                                "superres": {"n_val": 150, "image_size": 128}}},
+    "analysis": {"memorized_share": 0.42, "k": 7, "silhouette": 0.21, "protocol": {"n_samples": 2000}},
+    "timing": {"00_data": 60.0, "01_vqvae": 1200.0, "total": 5400.0},
+}
+
+
+@pytest.fixture
+def artifacts(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    metrics_dir = paths.metrics_path("smoke", "x").parent
+    metrics_dir.mkdir(parents=True)
+    return metrics_dir
+
+
+def _write(metrics_dir, stages):
+    for stage in stages:
+        (metrics_dir / f"{stage}.json").write_text(json.dumps(METRICS[stage]))
+
+
+def _cell(df, model, metric, column="ours"):
+    hit = df[(df.model == model) & (df.metric == metric)]
+    assert len(hit) == 1, (model, metric)
+    return hit.iloc[0][column]
+
+
+def test_every_report_number_sits_beside_ours(artifacts, capsys):
+    _write(artifacts, METRICS)
+    df = report.results_table("smoke")
+    assert "note:" not in capsys.readouterr().out             # nothing missing
+    expected = {("VQ-VAE 32x32", "val PSNR (dB)"): ("29.24", "30.10", "yes"),
+                ("VQ-VAE 32x32", "val SSIM"): ("0.954", "0.961", "yes"),
+                ("VQ-VAE 32x32", "codebook usage (val)"): ("30-70 %", "98.00 %", "yes"),
+                ("PixelCNN prior (VQ-VAE)", "PixelCNN FID"): ("176.0", "150.0", "yes"),
+                ("VQ-VAE-2 64x64", "val PSNR (dB)"): ("22.83", "24.00", "yes"),
+                ("VQ-VAE-2 64x64", "val SSIM"): ("0.897", "0.880", "no"),
+                ("VQ-VAE-2 64x64", "top codebook usage (val)"): ("38.67 %", "95.00 %", "yes"),
+                ("VQ-VAE-2 64x64", "bottom codebook usage (val)"): ("56.64 %", "90.00 %", "yes"),
+                ("VQ-VAE-2 priors", "PixelSNAIL FID"): ("341.0", "300.0", "yes"),
+                ("VQ-VAE-2 priors", "PixelCNN FID"): ("416.0", "420.0", "no"),      # lower is better
+                ("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)"): ("25.32", "24.00", "no"),
+                ("Inpainting 32x32, 8x8 mask", "prior val PSNR (dB)"): ("25.32", "26.00", "yes"),
+                ("Inpainting 32x32, 8x8 mask", "prior val SSIM"): ("0.911", "0.930", "yes"),
+                ("Super-resolution 64->128", "decoder val PSNR (dB)"): ("23.65", "28.50", "yes"),
+                ("Super-resolution 64->128", "decoder val SSIM"): ("0.797", "0.950", "yes")}
+    for (model, metric), (rep, ours, better) in expected.items():
+        assert (_cell(df, model, metric, "report"), _cell(df, model, metric), _cell(df, model, metric, "better")) \
+            == (rep, ours, better), (model, metric)
+    assert _cell(df, "VQ-VAE 32x32", "train PSNR (dB)") == "31.50"              # train beside val
+    assert _cell(df, "VQ-VAE 32x32", "train PSNR (dB)", "report") == "—"
+    assert _cell(df, "Super-resolution 64->128", "bicubic val PSNR (dB)") == "26.00"
+    assert _cell(df, "Analysis", "k-means clusters of the codebook (by silhouette)") == "7"
+    assert _cell(df, "Whole chain", "minutes, all notebooks run (timing.json total)") == "90.0"
+    # protocol: image size, split and count, N samples; sub-protocols for the extensions
+    assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)", "measured on") == "32 px, 200 val"
+    assert _cell(df, "VQ-VAE 32x32", "train SSIM", "measured on") == "32 px, 800 train"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID", "measured on") == "32 px, N = 2000 vs 800 train"
+    assert _cell(df, "Super-resolution 64->128", "decoder val SSIM", "measured on") == "128 px, 150 val"
+
+
+def test_missing_files_give_dashes_and_notes_not_a_crash(artifacts, tmp_path, capsys):
+    _write(artifacts, ["vqvae", "prior_vqvae"])
+    (artifacts / "analysis.json").write_text("{ not json")
+    out_dir = tmp_path / "docs"
+    path = report.write_results("smoke", out_dir)
+    printed = capsys.readouterr().out
+    for stage in ("vqvae2", "prior_vqvae2", "extensions", "timing"):
+        assert f"{stage}.json is missing" in printed
+    assert "analysis.json is not valid JSON" in printed
+    text = path.read_text()
+    assert "| VQ-VAE 32x32 | val PSNR (dB) | 29.24 | 30.10 | yes | 32 px, 200 val |" in text
+    assert "| VQ-VAE-2 priors | PixelSNAIL FID | 341.0 | — | — | — |" in text
+    assert "PSNR 29.24 dB, SSIM 0.954" in text                 # the corrected reading is stated
+    assert "## Not yet measured" in text and "extensions.json is missing" in text
+
+
+def test_figures_are_copied_and_linked_and_the_cli_writes_the_file(artifacts, tmp_path):
+    _write(artifacts, METRICS)
+    figures = paths.figures_dir("smoke")
+    figures.mkdir(parents=True)
+    (figures / "inpainting_val.png").write_bytes(b"\x89PNG fake")
+    out_dir = tmp_path / "docs"
+    assert report.main(["--profile", "smoke", "--out", str(out_dir)]) == 0
+    assert (out_dir / "inpainting_val.png").read_bytes() == b"\x89PNG fake"
+    text = (out_dir / "RESULTS.md").read_text()
+    assert "![inpainting val](inpainting_val.png)" in text
+    assert "inpainting: 80/20 by emoji identity; 800 train / 200 val images; 32x32 px; mask: 8x8" in text
