@@ -7,12 +7,12 @@ Kept apart from metrics.py so that metrics stays model-agnostic (tensors in, num
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from . import paths
+from .checkpoints import atomic_write_json
 from .data import to_uint8
 from .metrics import codebook_usage, reconstruction_metrics_batched
 
@@ -57,12 +57,7 @@ def usage_report(codes: torch.Tensor, num_codes: int, suffix: str = "") -> dict:
 
 def save_metrics(profile: str, stage: str, values: dict, protocol: dict) -> Path:
     """Write ``artifacts/<profile>/metrics/<stage>.json`` atomically, with its protocol beside the values."""
-    path = paths.metrics_path(profile, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**_plain(values), "protocol": _plain(protocol)}, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json({**_plain(values), "protocol": _plain(protocol)}, paths.metrics_path(profile, stage))
 
 
 def load_metrics(profile: str, stage: str) -> dict:

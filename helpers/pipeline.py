@@ -38,14 +38,13 @@ def select(all_notebooks: list[Path], start: str | None = None, only: list[str] 
 
 
 def _record_time(profile: str, name: str, seconds: float) -> None:
+    from .checkpoints import atomic_write_json
+
     path = paths.metrics_path(profile, "timing")
-    path.parent.mkdir(parents=True, exist_ok=True)
     timing = json.loads(path.read_text()) if path.exists() else {}
     timing[name] = round(seconds, 1)
     timing["total"] = round(sum(v for k, v in timing.items() if k != "total"), 1)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(timing, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(timing, path)
 
 
 def _failing_cell(executed: Path, index: int) -> tuple[int, str]:
@@ -67,6 +66,7 @@ def run_chain(profile: str, chosen: list[Path], kernel: str | None = None) -> in
     out_dir = paths.runs_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["EMOJIVQ_PROFILE"] = profile   # so helpers imported by the kernel agree with the parameter
+    os.environ["EMOJIVQ_STATIC"] = "1"        # the explorers store a static figure (helpers/widgets.py)
     chain_start = time.perf_counter()
     for i, notebook in enumerate(chosen, 1):
         output = out_dir / notebook.name
