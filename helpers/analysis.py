@@ -48,9 +48,12 @@ def tsne(vectors: torch.Tensor, perplexity: float = 30.0, seed: int = 0) -> np.n
     return TSNE(n_components=2, perplexity=p, init="pca", random_state=seed).fit_transform(x)
 
 
-def choose_k(vectors: torch.Tensor, ks: Sequence[int] = range(2, 21), seed: int = 0) -> dict:
+def choose_k(vectors: torch.Tensor, ks: Sequence[int] = range(2, 21), seed: int = 0, min_k: int = 2) -> dict:
     """k-means on the code vectors for every k in ``ks``; the k with the highest silhouette wins.
 
+    ``min_k``: every k in ``ks`` is scored (the whole curve is returned), but only k >= min_k may
+    win — for a codebook whose silhouette is highest at k = 2 and falls from there, where two
+    clusters (near-white codes against coloured ones) say nothing about parts.
     Returns ``k``, ``silhouette`` (its score), ``labels`` (K,) of that clustering, and ``scores``
     {k: silhouette} for the plot. ks that leave fewer than 2 points per cluster are skipped.
     """
@@ -67,9 +70,10 @@ def choose_k(vectors: torch.Tensor, ks: Sequence[int] = range(2, 21), seed: int 
             continue
         scores[int(k)] = float(silhouette_score(x, fit.labels_))
         labels[int(k)] = fit.labels_
-    if not scores:
-        raise ValueError(f"no k in {list(ks)} fits {len(x)} vectors")
-    best = max(scores, key=scores.get)
+    allowed = [k for k in scores if k >= min_k]
+    if not allowed:
+        raise ValueError(f"no k >= {min_k} in {list(ks)} fits {len(x)} vectors")
+    best = max(allowed, key=scores.get)
     return {"k": best, "silhouette": scores[best], "labels": labels[best], "scores": scores}
 
 
@@ -208,6 +212,37 @@ def neighbour_rows(samples: torch.Tensor, train: torch.Tensor, result: dict, n: 
             ["sample", "nearest (Inception)", "nearest (pixels)"])
 
 
+def memorization_table(results: dict[str, dict]):
+    """A pandas table of :func:`memorization` results (``{name: result}``), one row per result and
+    space: the two shares, and the median nearest-train distance of the samples beside the median
+    (and 5 % quantile) of the val images' — the yardstick the shares are measured with."""
+    import pandas as pd
+
+    rows = []
+    for name, mem in results.items():
+        for space in ("inception", "pixel"):
+            m = mem[space]
+            rows.append({"samples": name, "space": space, "n": len(m["sample_dist"]),
+                         "memorized_share": round(m["memorized_share"], 4),
+                         "near_copy_share": round(m["near_copy_share"], 4),
+                         "sample_to_train_median": round(float(m["sample_dist"].median()), 4),
+                         "val_to_train_median": round(m["threshold"], 4),
+                         "val_to_train_5pct": round(m["near_copy_threshold"], 4)})
+    return pd.DataFrame(rows).set_index(["samples", "space"])
+
+
+def best_prior(metrics: dict) -> tuple[str, dict]:
+    """The prior with the lowest FID in a prior metrics file (``prior_vqvae.json``: one object per
+    prior beside the flat floors) and the sampling settings it was scored with
+    (``{"temperature", "top_k"}``, as ``evaluate.sample_images`` takes them)."""
+    priors = {k: v for k, v in metrics.items() if isinstance(v, dict) and isinstance(v.get("fid"), (int, float))}
+    if not priors:
+        raise ValueError(f"no prior with an FID among {sorted(metrics)}")
+    name = min(priors, key=lambda k: priors[k]["fid"])
+    sampling = priors[name].get("sampling") or {}
+    return name, {"temperature": float(sampling.get("temperature", 1.0)), "top_k": sampling.get("top_k")}
+
+
 def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dict] | None = None) -> dict:
     """The flat numbers ``analysis.json`` holds (DESIGN.md): memorization shares and thresholds,
     k-means ``k`` and ``silhouette``, and per codebook usage / perplexity / dead codes."""
@@ -224,4 +259,4 @@ def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dic
 
 
 __all__ = ["usage", "usage_table", "tsne", "choose_k", "code_patches", "cluster_rows", "nearest",
-           "memorization", "neighbour_rows", "metrics_summary"]
+           "memorization", "neighbour_rows", "memorization_table", "best_prior", "metrics_summary"]

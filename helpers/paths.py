@@ -42,6 +42,7 @@ PRODUCERS = {
     "prior_vqvae2_metrics": "04_pixelsnail",
     "superres": "05_extensions",
     "extensions_metrics": "05_extensions",
+    "analysis_metrics": "06_analysis",
 }
 
 

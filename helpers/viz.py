@@ -174,7 +174,9 @@ def scatter_2d(xy, labels=None, *, title: str | None = None, sizes=None):
 
     xy = np.asarray(xy)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    s = 12 if sizes is None else 4 + 60 * np.sqrt(np.asarray(sizes, dtype=float) / max(np.max(sizes), 1))
+    if sizes is not None:
+        sizes = np.asarray(sizes, dtype=float)     # numpy or torch counts alike
+    s = 12 if sizes is None else 4 + 60 * np.sqrt(sizes / max(sizes.max(), 1.0))
     ax.scatter(xy[:, 0], xy[:, 1], c=None if labels is None else np.asarray(labels), cmap="tab20", s=s,
                alpha=0.8, linewidths=0)
     ax.set_xticks([])
@@ -196,6 +198,29 @@ def score_curve(scores: dict, *, best=None, xlabel: str = "k", ylabel: str = "si
         ax.legend()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def histograms(series: dict, *, marks: dict | None = None, bins: int = 40, xlabel: str = "distance",
+               title: str | None = None):
+    """Overlaid density histograms of a few 1-D samples (``{label: values}``, e.g. nearest-train
+    distances of generated samples and of val images), on shared bins, with vertical lines at
+    ``marks`` (``{label: x}``, e.g. thresholds)."""
+    import numpy as np
+
+    values = {k: np.asarray(v, dtype=float).ravel() for k, v in series.items()}
+    edges = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=bins)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for label, v in values.items():
+        ax.hist(v, bins=edges, density=True, alpha=0.5, label=f"{label} (n = {len(v)})")
+    for (label, x), style in zip((marks or {}).items(), ["--", ":", "-.", "-"] * 4):
+        ax.axvline(x, color="black", linestyle=style, linewidth=1, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -39,6 +39,17 @@ def test_choose_k_finds_the_number_of_blobs():
     viz.score_curve(out["scores"], best=out["k"]).clf()
 
 
+def test_choose_k_scores_every_k_but_only_min_k_and_up_may_win():
+    x, _ = _blobs(centres=2, per=20)                          # silhouette peaks at k = 2
+    free = analysis.choose_k(x, ks=range(2, 7))
+    held = analysis.choose_k(x, ks=range(2, 7), min_k=3)
+    assert free["k"] == 2 and held["k"] >= 3
+    assert held["scores"] == free["scores"]                   # the whole curve, still shown
+    assert held["silhouette"] == max(v for k, v in held["scores"].items() if k >= 3)
+    with pytest.raises(ValueError):
+        analysis.choose_k(x, ks=range(2, 5), min_k=5)
+
+
 def test_tsne_keeps_blobs_apart():
     x, truth = _blobs(centres=2, per=15)
     xy = torch.as_tensor(analysis.tsne(x, perplexity=5))
@@ -48,6 +59,7 @@ def test_tsne_keeps_blobs_apart():
     assert d[same].mean() < d[~same].mean() / 2
     assert np.allclose(analysis.tsne(x, perplexity=5), xy.numpy())   # seeded
     viz.scatter_2d(xy, truth).clf()
+    viz.scatter_2d(xy, truth, sizes=torch.arange(30)).clf()   # torch counts as point sizes
 
 
 def test_code_patches_show_each_code_in_context():
@@ -98,5 +110,22 @@ def test_memorization_flags_copies_and_not_new_images():
     rows, labels = analysis.neighbour_rows(samples, train, mem, n=4)
     assert len(rows) == 3 and all(r.shape == (4, 3, 8, 8) for r in rows)
     assert torch.equal(rows[0], rows[1])                      # the nearest samples are the copies
+    viz.histograms({"samples": mem["inception"]["sample_dist"], "val": mem["inception"]["val_dist"]},
+                   marks={"median val": mem["inception"]["threshold"]}).clf()
+    table = analysis.memorization_table({"prior": mem})
+    assert table.loc[("prior", "inception"), "memorized_share"] == 0.5 and len(table) == 2
+    median = table.loc[("prior", "pixel"), "val_to_train_median"]
+    assert median == pytest.approx(mem["pixel"]["threshold"], abs=1e-4)
     summary = analysis.metrics_summary(mem, {"k": 4, "silhouette": 0.6}, {"vqvae": analysis.usage(torch.arange(4), 4)})
     assert summary["k"] == 4 and summary["usage_vqvae"] == 1.0 and summary["n_samples"] == 10
+
+
+def test_best_prior_is_the_lowest_fid_with_its_sampling_settings():
+    metrics = {"fid_floor": 35.0, "fid_recon": 55.0, "protocol": {"n_samples": 10},
+               "pixelcnn": {"fid": 108.3, "sampling": {"temperature": 0.9, "top_k": None}},
+               "gated_pixelcnn": {"fid": 109.3, "sampling": {"temperature": 1.0, "top_k": 64}}}
+    assert analysis.best_prior(metrics) == ("pixelcnn", {"temperature": 0.9, "top_k": None})
+    metrics["gated_pixelcnn"]["fid"] = 100.0
+    assert analysis.best_prior(metrics) == ("gated_pixelcnn", {"temperature": 1.0, "top_k": 64})
+    with pytest.raises(ValueError):
+        analysis.best_prior({"fid_floor": 35.0})

@@ -6,7 +6,7 @@ from helpers import paths
 
 EXPECTED = {"01_vqvae": "run 00_data first", "02_pixelcnn": "run 01_vqvae first",
             "03_vqvae2": "run 00_data first", "04_pixelsnail": "run 03_vqvae2 first",
-            "05_extensions": "run 01_vqvae first"}
+            "05_extensions": "run 01_vqvae first", "06_analysis": "run 01_vqvae first"}
 
 
 @pytest.mark.slow
