@@ -1,5 +1,5 @@
 """Explorers for JupyterLab (ipywidgets): a sampler, the interpolation picker and an inpainting
-explorer, shown at the end of 02/04/05.
+explorer, shown in 05_extensions (the sampler for both the 32x32 and the VQ-VAE-2 priors).
 
 Each explorer is a function that returns the widget, built around a pure callback
 (:func:`draw_samples`, :func:`interpolation_view`, :func:`inpaint_view`) that turns the
