@@ -35,7 +35,7 @@ from helpers.models.vqvae2 import VQVAE2
 from helpers.sampling import sample_codes, sample_codes_naive
 from helpers.train import TrainConfig, Trainer
 
-K, CLASSES = 512, 9
+K, CLASSES = VQVAE.named("default").config.num_codes, 9   # the 32 px priors model the default codebook
 
 
 def _codes(n, k, h, w, g):
@@ -60,7 +60,7 @@ def workloads(g: torch.Generator) -> dict:
         "pixelsnail_bottom": (lambda: PixelSNAIL.for_vqvae2(vq2, "bottom"), 64,
                               lambda n: (_codes(n, kb, 16, 16, g), _codes(n, kt, 8, 8, g))),
         "superres": (lambda: SuperRes.from_vqvae2(vq2), 32,
-                     lambda n: (_codes(n, kt, 8, 8, g), _codes(n, kb, 16, 16, g), images(n, 128))),
+                     lambda n: (_codes(n, kt, 8, 8, g), _codes(n, kb, 16, 16, g), images(n, 64), images(n, 128))),
     }
 
 

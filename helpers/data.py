@@ -14,7 +14,8 @@
 * Names, categories and skin-tone relations come from ``emoji.json`` of emoji-datasource.
   The *identity* of an image is its base emoji: every skin-tone variant (and an emoji and the
   gendered emoji that obsoletes it) share one identity, so the split never puts a variant of
-  a validation emoji into train.
+  a validation emoji into train. Emojis that a vendor draws pixel-identically (some flags and
+  family glyphs) are merged into one group too.
 * The split (80/20) is by identity and depends only on the seed and the identity's name, so an
   emoji stays on its side whichever vendors or subset are chosen.
 
@@ -46,7 +47,7 @@ from PIL import Image
 from . import paths
 from .profiles import Profile, get_profile
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: pixel-identical images of different emojis share a side of the split
 MAX_SIDE = 10_000           # images larger than this (either side) are refused: decompression-bomb guard
 VAL_FRACTION = 0.2
 UNKNOWN_CATEGORY = "unknown"
@@ -504,16 +505,43 @@ def _rank(salt: str, seed: int, names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: hashlib.sha256(f"{salt}:{seed}:{n}".encode()).hexdigest())
 
 
+def merge_duplicates(identity: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``identity`` with every set of identities that share a pixel-identical image merged into
+    one (labelled by its smallest member): a vendor that draws two emojis alike (flags, family
+    glyphs) must not put one copy in train and the other in val."""
+    identity = torch.as_tensor(identity, dtype=torch.long)
+    parent = {g: g for g in identity.tolist()}
+
+    def root(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first: dict[bytes, int] = {}
+    for i, img in enumerate(images):
+        seen = first.setdefault(hashlib.sha256(img.numpy().tobytes()).digest(), int(identity[i]))
+        a, b = root(seen), root(int(identity[i]))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return torch.tensor([root(g) for g in identity.tolist()], dtype=torch.long)
+
+
 def split(identity: torch.Tensor, seed: int, val_fraction: float = VAL_FRACTION,
-          identity_names: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          identity_names: list[str] | None = None,
+          images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx), grouped by identity: every image of an identity (all vendors, all
-    skin tones) is on one side. Identities are ordered by a seeded hash of their name (of their
-    index if no names are given) and taken into val until val holds the share of *images*
-    closest to ``val_fraction``. Deterministic, and an emoji tends to keep its side across
-    subsets and vendor choices, since the order does not depend on what else is present."""
+    skin tones) is on one side; with ``images``, so is every identity that shares a
+    pixel-identical image with it (:func:`merge_duplicates`). Identities are ordered by a seeded
+    hash of their name (of their index if no names are given) and taken into val until val holds
+    the share of *images* closest to ``val_fraction``. Deterministic, and an emoji tends to keep
+    its side across subsets and vendor choices, since the order does not depend on what else is
+    present."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     identity = torch.as_tensor(identity, dtype=torch.long)
+    if images is not None:
+        identity = merge_duplicates(identity, images)
     groups, sizes = torch.unique(identity, return_counts=True)
     key = {g: (identity_names[g] if identity_names is not None else str(g)) for g in groups.tolist()}
     size_of = dict(zip(groups.tolist(), sizes.tolist()))
@@ -680,7 +708,8 @@ def build_dataset(sources: list[str] | None = None, profile: Profile | str | Non
         "licenses": [s.license for s in resolved],
         "attributions": [s.attribution for s in resolved],
     }
-    d["train_idx"], d["val_idx"] = split(d["identity"], profile.seed, val_fraction, identity_names)
+    d["train_idx"], d["val_idx"] = split(d["identity"], profile.seed, val_fraction, identity_names,
+                                         images=d["images32"])
     d.update(fingerprint=_fingerprint(d), sources=_pinned_specs(resolved), seed=profile.seed,
              max_emojis=profile.max_emojis, val_fraction=val_fraction, profile=profile.name,
              build_seconds=round(time.perf_counter() - t0, 2))

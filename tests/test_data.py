@@ -177,6 +177,23 @@ def test_split_is_grouped_seeded_and_about_80_20():
     assert not torch.equal(other[1], val)
 
 
+def test_split_puts_pixel_identical_images_of_different_emojis_on_one_side():
+    g = torch.Generator().manual_seed(0)
+    identity = torch.arange(200).repeat_interleave(2)
+    images = torch.randint(0, 256, (400, 3, 4, 4), dtype=torch.uint8, generator=g)
+    # Thirty emojis drawn exactly like another one by some vendor (flags, family glyphs).
+    for a in range(30):
+        images[2 * (100 + a) + 1] = images[2 * a]
+    names = [f"emoji{i}" for i in range(200)]
+    plain_train, plain_val = split(identity, seed=0, identity_names=names)
+    train, val = split(identity, seed=0, identity_names=names, images=images)
+    key = lambda rows: {images[r].numpy().tobytes() for r in rows.tolist()}  # noqa: E731
+    assert not key(train) & key(val)
+    assert key(plain_train) & key(plain_val)          # without the merge some copies straddle the split
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(400))
+    assert abs(len(val) / 400 - 0.2) < 0.03
+
+
 def test_split_keeps_every_vendor_and_skin_tone_of_an_emoji_together(project):
     out = build_dataset(profile=TEST_PROFILE, verbose=False)
     d = torch.load(out, weights_only=True)

@@ -1,5 +1,6 @@
 """Super-resolution decoder: VQ-VAE-2 codes -> 128x128 images."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +50,7 @@ def test_superres_learns_on_a_tiny_batch_and_rebuilds_from_checkpoint(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(40):
-        loss, logs = model.training_step((codes_top, codes_bottom, big))
+        loss, logs = model.training_step((codes_top, codes_bottom, small, big))
         first = first if first is not None else logs["mse"]
         opt.zero_grad()
         loss.backward()
@@ -61,4 +62,27 @@ def test_superres_learns_on_a_tiny_batch_and_rebuilds_from_checkpoint(tmp_path):
     model.eval()
     path = save_checkpoint(tmp_path / "superres.pt", model, extra={"image_size": 128})
     rebuilt = build_model(load_checkpoint(path, expect={"model_class": "SuperRes"}))
-    assert torch.equal(rebuilt(codes_top, codes_bottom), model(codes_top, codes_bottom))
+    assert torch.equal(rebuilt(codes_top, codes_bottom, small), model(codes_top, codes_bottom, small))
+
+
+def test_superres_skip_reads_the_low_res_image_and_codes_only_does_not():
+    torch.manual_seed(0)
+    vq = VQVAE2(TINY_VQ)
+    small, _ = _pairs(2)
+    vq(small)
+    vq.eval()
+    codes = vq.encode(small)
+    other = small.flip(-1)
+    model = SuperRes.from_vqvae2(vq, hidden=16, res_hidden=8, res_blocks=1).eval()
+    with pytest.raises(ValueError, match="pass low="):
+        model(*codes)
+    # Same codes, another low-res image: a different output (the image is read, not only the codes),
+    # and with the decoder's last layer zeroed the output is exactly the bicubic upscale.
+    assert not torch.allclose(model(*codes, small), model(*codes, other))
+    with torch.no_grad():
+        model.net[-1].weight.zero_()
+        model.net[-1].bias.zero_()
+    bicubic = F.interpolate(small.float() / 127.5 - 1, scale_factor=2, mode="bicubic", align_corners=False)
+    assert torch.allclose(model(*codes, small), bicubic.clamp(-1, 1), atol=1e-6)
+    codes_only = SuperRes.from_vqvae2(vq, hidden=16, res_hidden=8, res_blocks=1, skip=False).eval()
+    assert torch.equal(codes_only(*codes), codes_only(*codes, small))
