@@ -104,6 +104,20 @@ def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperatur
     return decode(vqvae, codes)
 
 
+def reference(ds, size: int, split: str, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real images of ``split`` at ``size`` px that FID and the memorization check compare
+    with, and their Inception features (computed once per dataset and kept in the cache): all of
+    them, or with ``limit`` a seeded subset of that many (the quick profile's first look)."""
+    from .metrics import cached_features
+
+    images = ds.images(size, split)
+    key = f"{ds.fingerprint}-{split}-{size}"
+    if limit is not None and len(images) > limit:
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+        images, key = images[keep], f"{key}-subset{limit}-seed{seed}"
+    return images, cached_features(images, key, paths.cache_dir())
+
+
 def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,
                     shape=(8, 8), seed: int = 0, cond_fn=None) -> list[dict]:
     """FID of ``n`` samples per setting (``{"temperature", "top_k"}``) against ``real_features``

@@ -85,6 +85,8 @@ ROWS = [
     Row("Super-resolution 64->128", "Lanczos val SSIM", "extensions", "superres.lanczos.val_ssim", kind="ssim"),
     Row("Analysis", "samples nearer train than the median val emoji", "analysis", "memorized_share", None, False,
         "share"),
+    Row("Analysis", "samples nearer train than the nearest 5 % of val emojis (near copies)", "analysis",
+        "near_copy_share", None, False, "share"),
     Row("Analysis", "k-means clusters of the codebook (by silhouette)", "analysis", "k", kind="int"),
     Row("Analysis", "silhouette at that k", "analysis", "silhouette", kind="num"),
     Row("Whole chain", "minutes, all notebooks run (timing.json total)", "timing", "total", None, False, "minutes"),

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data import to_uint8
+
 
 def _filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
     logits = logits.float()
@@ -170,7 +172,7 @@ def decode(vqvae, codes, batch_size: int = 500) -> torch.Tensor:
         parts = []
         for start in range(0, levels[0].shape[0], batch_size):
             x = vqvae.decode_codes(*(c[start:start + batch_size].to(device).long() for c in levels))
-            parts.append(((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+            parts.append(to_uint8(x).cpu())
     finally:
         vqvae.train(was_training)
     return torch.cat(parts) if parts else torch.empty(0, 3, 0, 0, dtype=torch.uint8)

@@ -407,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="time budget (default: the profile's; 0: none)")
     parser.add_argument("--name", default=None, help="checkpoint name in artifacts/<profile>/ (default: the model)")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="per process (default: the notebook's, 64 for vqvae and 32 for vqvae2)")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     args = parser.parse_args(argv)
 
@@ -422,14 +423,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = init_distributed()
     try:
         profile = get_profile(args.profile)
-        cls, size = {"vqvae": (VQVAE, 32), "vqvae2": (VQVAE2, 64)}[args.model]
+        cls, size, batch_size = {"vqvae": (VQVAE, 32, 64), "vqvae2": (VQVAE2, 64, 32)}[args.model]
+        batch_size = args.batch_size or batch_size
         epochs = args.epochs if args.epochs is not None else getattr(profile, f"{args.model}_epochs")
         minutes = args.minutes if args.minutes is not None else getattr(profile, f"{args.model}_minutes")
         ds = load_dataset(profile.name)       # "run 00_data first" when there is no dataset
         train, val = ds.images(size, "train"), ds.images(size, "val")
         seed_everything(profile.seed)          # as the notebook: same seed, same initial weights
         model = cls.named(args.config)
-        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=args.lr, batch_size=args.batch_size,
+        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=args.lr, batch_size=batch_size,
                              precision=args.precision, seed=profile.seed)
         path = checkpoint_path(profile.name, args.name or args.model)
         trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,

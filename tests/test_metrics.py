@@ -157,6 +157,28 @@ def test_cached_features_say_computed_then_reused(tmp_path, monkeypatch, capsys)
     assert "computed" in out.splitlines()[0] and "reused" in out.splitlines()[1]
 
 
+def test_reference_is_the_whole_split_or_a_seeded_subset_with_its_own_cache(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from helpers import evaluate, paths
+
+    seen = []
+    monkeypatch.setattr(metrics, "inception_features",
+                        lambda images, **kw: seen.append(len(images)) or images.flatten(1)[:, :4].double())
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path)
+    train = shapes(20, "disc")
+    ds = SimpleNamespace(fingerprint="fp", images=lambda size, split: train)
+    images, features = evaluate.reference(ds, 32, "train")
+    assert torch.equal(images, train) and len(features) == 20
+    sub, sub_features = evaluate.reference(ds, 32, "train", limit=8, seed=0)
+    again, _ = evaluate.reference(ds, 32, "train", limit=8, seed=0)
+    other, _ = evaluate.reference(ds, 32, "train", limit=8, seed=1)
+    assert len(sub) == 8 and torch.equal(sub, again) and not torch.equal(sub, other)
+    assert torch.equal(sub_features, sub.flatten(1)[:, :4].double())     # the subset's own features
+    assert seen == [20, 8, 8]                     # each set through the network once, then cached
+    assert len(list(tmp_path.glob("inception_*.pt"))) == 3
+
+
 def test_generation_metrics_from_features_report_every_key():
     # 64-d stand-in features: the metrics do not care about the width, and 2048-d
     # eigendecompositions cost seconds each on 2 cores.
