@@ -784,7 +784,10 @@ def load_dataset(profile_name: str | None = None) -> EmojiDataset:
 
 
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (what every model consumes)."""
+    """uint8 [0, 255] -> float [-1, 1] (what every model consumes); float images are taken to be
+    in [-1, 1] already and come back as fp32."""
+    if images.dtype != torch.uint8:
+        return images.float()
     return images.float().div(127.5).sub(1.0)
 
 

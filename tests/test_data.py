@@ -266,6 +266,8 @@ def test_load_dataset_and_value_ranges(project):
     assert (pooled - ladder[64].float()).abs().mean() < 8
     x = to_model_input(torch.tensor([0, 255], dtype=torch.uint8))
     assert x.tolist() == [-1.0, 1.0]
+    already = torch.tensor([-0.5, 0.25], dtype=torch.float64)       # float images are in [-1, 1] already
+    assert to_model_input(already).dtype == torch.float32 and to_model_input(already).tolist() == [-0.5, 0.25]
     assert to_unit(torch.tensor([-2.0, 0.0, 1.0])).tolist() == [0.0, 0.5, 1.0]
 
 

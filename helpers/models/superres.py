@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data import to_model_input
 from . import Configurable, register
 from .vqvae import ResBlock
 from .vqvae import reconstruction_loss
@@ -48,11 +49,6 @@ class SuperResConfig:
     l1_weight: float = 0.0          # weight of L1
     freeze_codebooks: bool = True   # the code embeddings are the VQ-VAE-2's and are not trained
     skip: bool = True               # read the low-res image too and add to its bicubic upscale
-
-
-def _unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] or float [-1, 1] images -> float [-1, 1]."""
-    return images.float() / 127.5 - 1.0 if images.dtype == torch.uint8 else images.float()
 
 
 class _Up(nn.Module):
@@ -121,7 +117,7 @@ class SuperRes(Configurable, nn.Module):
         if self.config.skip:
             if low is None:
                 raise ValueError("this decoder adds to the upscaled low-res image (skip=True): pass low=")
-            low = _unit(low)
+            low = to_model_input(low)
             parts.append(self._layout(F.pixel_unshuffle(low, low.shape[-1] // codes_bottom.shape[-1])).to(up.dtype))
         x = self.net(torch.cat(parts, 1))
         if self.config.skip:
@@ -137,7 +133,7 @@ class SuperRes(Configurable, nn.Module):
         """batch = (codes_top, codes_bottom, [images at the input size if skip,] images at the
         output size; uint8 or [-1, 1]) -> loss and logs."""
         *codes, images = batch
-        target = _unit(images)
+        target = to_model_input(images)
         out = self(*codes)
         loss, logs = reconstruction_loss(out, target, ssim_weight=self.config.ssim_weight,
                                          l1_weight=self.config.l1_weight)

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data import to_model_input
 from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 
@@ -151,8 +152,7 @@ class VQVAE(Configurable, nn.Module):
     # ---- the autoencoder ----------------------------------------------------------------------
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:   # stored images -> [-1, 1]
-            x = x.float() / 127.5 - 1.0
+        x = to_model_input(x)        # stored uint8 images -> [-1, 1]
         if self.encoder.net[0].weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         return x

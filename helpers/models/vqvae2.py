@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data import to_model_input
 from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 from .vqvae import ResBlock, reconstruction_loss
@@ -186,9 +187,7 @@ class VQVAE2(Configurable, nn.Module):
         return t.contiguous(memory_format=torch.channels_last) if self._channels_last() else t
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:   # stored images -> [-1, 1]
-            x = x.float() / 127.5 - 1.0
-        return self._layout(x)
+        return self._layout(to_model_input(x))   # stored uint8 images -> [-1, 1]
 
     def _bottom_input(self, h_b: torch.Tensor, q_t: torch.Tensor) -> torch.Tensor:
         d_t = self.dec_t(q_t)
