@@ -104,18 +104,32 @@ def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperatur
     return decode(vqvae, codes)
 
 
+def subset(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """Indices (sorted) of a seeded subset of ``limit`` of ``n`` items, or all ``n`` when ``limit``
+    is None or not smaller: the evaluation sets of a profile (``Profile.eval_limit``)."""
+    if limit is None or n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
 def reference(ds, size: int, split: str, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The real images of ``split`` at ``size`` px that FID and the memorization check compare
     with, and their Inception features (computed once per dataset and kept in the cache): all of
-    them, or with ``limit`` a seeded subset of that many (the quick profile's first look)."""
+    them, or with ``limit`` the seeded :func:`subset` of that many (the quick profile's first look)."""
     from .metrics import cached_features
 
     images = ds.images(size, split)
     key = f"{ds.fingerprint}-{split}-{size}"
     if limit is not None and len(images) > limit:
-        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-        images, key = images[keep], f"{key}-subset{limit}-seed{seed}"
+        images, key = images[subset(len(images), limit, seed)], f"{key}-subset{limit}-seed{seed}"
     return images, cached_features(images, key, paths.cache_dir())
+
+
+def samples_key(ds, profile: str, prior: str, size: int, seed: int, n: int) -> str:
+    """Cache key of the Inception features of a prior's FID samples: 02 and 04 compute them, 06
+    draws the same samples (same seed and categories) and reuses them; the pixel digest that
+    :func:`helpers.metrics.cached_features` keeps refuses features of a retrained prior."""
+    return f"{ds.fingerprint}-{profile}-samples-{prior}-{size}px-seed{seed}-n{n}"
 
 
 def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,

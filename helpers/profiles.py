@@ -29,7 +29,8 @@ class Profile:
     superres_epochs: int         # 05: super-resolution decoder 64 -> 128
     superres_minutes: float
     n_samples: int               # generated images per prior for FID/KID/PR
-    fid_reference: int | None    # real images per FID reference set (train, val): a seeded subset; None = all
+    eval_limit: int | None       # images per split that evaluations use (FID references, reconstruction
+                                 # and inpainting metrics, super-resolution): a seeded subset; None = all
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -41,18 +42,18 @@ PROFILES = {
     "smoke": Profile("smoke", max_emojis=120, vqvae_epochs=2, vqvae_minutes=0.5,
                      prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
                      prior2_epochs=1, prior2_minutes=0.5, superres_epochs=1, superres_minutes=0.25,
-                     n_samples=32, fid_reference=None),
+                     n_samples=32, eval_limit=None),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
-    # FID against 300 real images per set (its numbers are not comparable with full's).
+    # every evaluation on 300 images per split (its numbers are not comparable with full's).
     "quick": Profile("quick", max_emojis=None, vqvae_epochs=30, vqvae_minutes=1.5,
                      prior_epochs=20, prior_minutes=0.75, vqvae2_epochs=15, vqvae2_minutes=1.5,
                      prior2_epochs=10, prior2_minutes=1.0, superres_epochs=5, superres_minutes=0.5,
-                     n_samples=300, fid_reference=300),
+                     n_samples=300, eval_limit=300),
     # The results: the quality targets of the README, at most 120 minutes.
     "full": Profile("full", max_emojis=None, vqvae_epochs=400, vqvae_minutes=15,
                     prior_epochs=200, prior_minutes=6, vqvae2_epochs=200, vqvae2_minutes=14,
                     prior2_epochs=100, prior2_minutes=9, superres_epochs=60, superres_minutes=8,
-                    n_samples=2000, fid_reference=None),
+                    n_samples=2000, eval_limit=None),
 }
 
 

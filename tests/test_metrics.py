@@ -284,3 +284,14 @@ def test_torch_fidelity_calculate_metrics_runs_our_extractor(discs_and_squares):
         feature_extractor=metrics.FAST, cuda=False, cache=False, save_cpu_ram=True, verbose=False)
     ours, _ = metrics.kid_from_features(features[discs], features[squares], subset_size=4)
     assert out["kernel_inception_distance_mean"] == pytest.approx(ours, rel=1e-3)
+
+
+def test_evaluation_subset_is_seeded_sorted_and_everything_without_a_limit():
+    from helpers import evaluate
+
+    assert torch.equal(evaluate.subset(10, None), torch.arange(10))
+    assert torch.equal(evaluate.subset(10, 10), torch.arange(10))
+    sub = evaluate.subset(100, 30, seed=0)
+    assert len(sub) == 30 and len(sub.unique()) == 30 and torch.equal(sub, sub.sort().values)
+    assert torch.equal(sub, evaluate.subset(100, 30, seed=0))
+    assert not torch.equal(sub, evaluate.subset(100, 30, seed=1))
