@@ -126,8 +126,8 @@ def reference(ds, size: int, split: str, limit: int | None = None, seed: int = 0
 
 
 def samples_key(ds, profile: str, prior: str, size: int, seed: int, n: int) -> str:
-    """Cache key of the Inception features of a prior's FID samples: 02 and 04 compute them, 06
-    draws the same samples (same seed and categories) and reuses them; the pixel digest that
+    """Cache key of the Inception features of a prior's FID samples: 02 computes them, 06 draws the
+    same samples (same seed and categories) and reuses them; the pixel digest that
     :func:`helpers.metrics.cached_features` keeps refuses features of a retrained prior."""
     return f"{ds.fingerprint}-{profile}-samples-{prior}-{size}px-seed{seed}-n{n}"
 
