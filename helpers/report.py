@@ -146,6 +146,9 @@ def protocol_text(metrics: dict | None) -> str:
         parts.append(str(p["split"]))
     if "n_train" in p or "n_val" in p:
         parts.append(f"{p.get('n_train', '?')} train / {p.get('n_val', '?')} val images")
+    n_eval = p.get("n_eval") or {}   # the quick profile evaluates a subset of each split
+    if any(n_eval.get(split) != p.get(f"n_{split}") for split in n_eval):
+        parts.append("evaluated on " + " / ".join(f"{n} {split}" for split, n in n_eval.items()))
     if "image_size" in p:
         size = p["image_size"]
         parts.append(f"{size}x{size} px" if isinstance(size, int) else f"{size} px")
@@ -157,7 +160,7 @@ def protocol_text(metrics: dict | None) -> str:
     if "profile" in p:
         parts.append(f"profile {p['profile']}")
     for name, sub in p.items():   # sub-protocols (extensions.json: inpainting, superres)
-        if isinstance(sub, dict):
+        if isinstance(sub, dict) and name != "n_eval":
             parts.append(f"{name}: {protocol_text({'protocol': sub})}")
     return "; ".join(parts) if parts else DASH
 
@@ -182,8 +185,9 @@ def row_protocol(row: Row, metrics: dict | None) -> str:
         parts.append(f"N = {p['n_samples']} samples")
     else:
         split = "train" if "train" in row.metric.split() else "val"
-        if f"n_{split}" in p:
-            parts.append(f"{p[f'n_{split}']} {split}")
+        n = (p.get("n_eval") or {}).get(split, p.get(f"n_{split}"))
+        if n is not None:
+            parts.append(f"{n} {split}")
     return ", ".join(parts) if parts else DASH
 
 

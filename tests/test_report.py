@@ -112,3 +112,15 @@ def test_figures_are_copied_and_linked_and_the_cli_writes_the_file(artifacts, tm
     text = (out_dir / "RESULTS.md").read_text()
     assert "![inpainting val](inpainting_val.png)" in text
     assert "inpainting: 80/20 by emoji identity; 800 train / 200 val images; 32x32 px; mask: 8x8" in text
+
+
+def test_a_subset_evaluation_is_named_in_the_protocol_and_the_row(artifacts):
+    subset = {**METRICS["vqvae"], "protocol": {**PROTOCOL32, "n_eval": {"train": 50, "val": 40}}}
+    (artifacts / "vqvae.json").write_text(json.dumps(subset))
+    df = report.results_table("smoke")
+    assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)", "measured on") == "32 px, 40 val"
+    assert _cell(df, "VQ-VAE 32x32", "train PSNR (dB)", "measured on") == "32 px, 50 train"
+    text = report.protocol_text(subset)
+    assert "evaluated on 50 train / 40 val" in text and "n_eval" not in text
+    whole = {**PROTOCOL32, "n_eval": {"train": 800, "val": 200}}    # every image: nothing to add
+    assert report.protocol_text({"protocol": whole}) == report.protocol_text({"protocol": PROTOCOL32})
