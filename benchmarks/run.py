@@ -2,14 +2,15 @@
 
 Each training figure puts the project's fast path (bf16 autocast + channels_last, through the
 one Trainer) beside the plain way (fp32, contiguous) in the same process, on random data of
-the real shapes; ``train_speedup`` = fast / plain images per second. GFLOP/s counts one
-training step with torch.utils.flop_counter. Sampling puts ``sample_codes`` (incremental, one
+the real shapes; ``train_speedup`` = fast / plain images per second, each the best of
+``--repeats`` alternating runs (load on the machine only ever slows a run down; every run's
+figure is listed too). GFLOP/s counts one training step with torch.utils.flop_counter. Sampling puts ``sample_codes`` (incremental, one
 position per step) beside the naive re-run-everything loop; the naive loop is timed on a
 smaller batch and scaled to 1000 samples (it is linear in n at these sizes), and both draw the
 same samples for the same seed (checked here on that batch). FID: the TorchScript Inception as
 shipped against our mapped, channels_last copy (features must agree within 1e-4).
 
-    python benchmarks/run.py [--steps 20] [--only vqvae,pixelcnn] [--skip-fid]
+    python benchmarks/run.py [--steps 20] [--repeats 3] [--only vqvae32,pixelcnn] [--skip-fid]
 
 Run it on an idle machine: two OpenMP threads on two busy cores wait on each other and the
 figures collapse (see README, "Performance").
@@ -85,19 +86,25 @@ def step_flops(make, batch: int, data: tuple) -> int:
     return counter.get_total_flops()
 
 
-def bench_training(steps: int, only: set[str] | None) -> dict:
+def bench_training(steps: int, repeats: int, only: set[str] | None) -> dict:
     g = torch.Generator().manual_seed(0)
     out = {}
     for name, (make, batch, make_data) in workloads(g).items():
         if only and name not in only:
             continue
         data = make_data(batch * steps)
-        fast, plain = train_rate(make, batch, data, "bf16"), train_rate(make, batch, data, "fp32")
+        runs = {"bf16": [], "fp32": []}
+        for _ in range(repeats):            # alternate, so that a load drift hits both paths alike
+            for precision in runs:
+                runs[precision].append(train_rate(make, batch, data, precision))
+        fast, plain = max(runs["bf16"]), max(runs["fp32"])
         flops = step_flops(make, batch, data)
         out[name] = {"batch": batch, "images_per_s": round(fast, 1), "plain_images_per_s": round(plain, 1),
                      "train_speedup": round(fast / plain, 2), "gflop_per_step": round(flops / 1e9, 2),
                      "gflops_per_s": round(flops / batch * fast / 1e9, 1),
-                     "plain_gflops_per_s": round(flops / batch * plain / 1e9, 1)}
+                     "plain_gflops_per_s": round(flops / batch * plain / 1e9, 1),
+                     "runs_images_per_s": {"fast": [round(r, 1) for r in runs["bf16"]],
+                                           "plain": [round(r, 1) for r in runs["fp32"]]}}
         print(f"train {name}: {out[name]}", file=sys.stderr, flush=True)
     return out
 
@@ -161,6 +168,7 @@ def bench_fid(n: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20, help="training batches timed per model and path")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per model and path (the best counts)")
     p.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop (scaled to 1000)")
     p.add_argument("--fid-images", type=int, default=40)
     p.add_argument("--only", default="", help="comma-separated names of models / priors")
@@ -169,7 +177,7 @@ def main() -> None:
     only = set(filter(None, args.only.split(","))) or None
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]},
-              "training": bench_training(args.steps, only), "sampling": bench_sampling(args.naive, only)}
+              "training": bench_training(args.steps, args.repeats, only), "sampling": bench_sampling(args.naive, only)}
     if not args.skip_fid:
         result["fid"] = bench_fid(args.fid_images)
     result["machine"]["load_avg_1min_after"] = os.getloadavg()[0]

@@ -783,6 +783,19 @@ def load_dataset(profile_name: str | None = None) -> EmojiDataset:
                         extra={k: v for k, v in d.items() if k not in fields})
 
 
+def shift_on_white(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) moved down by ``dy`` and right by ``dx`` pixels (negative: up,
+    left); what leaves the frame is dropped and the uncovered border is white, like the
+    background every emoji here is composited on."""
+    n, c, h, w = images.shape
+    if abs(dy) >= h or abs(dx) >= w:
+        raise ValueError(f"a shift of {(dy, dx)} pixels leaves nothing of {h}x{w} images")
+    out = torch.full_like(images, 255)
+    out[:, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (what every model consumes); float images are taken to be
     in [-1, 1] already and come back as fp32."""

@@ -271,6 +271,19 @@ def test_load_dataset_and_value_ranges(project):
     assert to_unit(torch.tensor([-2.0, 0.0, 1.0])).tolist() == [0.0, 0.5, 1.0]
 
 
+def test_shift_on_white_moves_the_picture_and_fills_white():
+    images = torch.randint(0, 200, (2, 3, 6, 5), dtype=torch.uint8)    # no white pixel inside
+    down = data.shift_on_white(images, 2, 0)
+    assert torch.equal(down[:, :, 2:], images[:, :, :4]) and (down[:, :, :2] == 255).all()
+    left = data.shift_on_white(images, 0, -1)
+    assert torch.equal(left[:, :, :, :4], images[:, :, :, 1:]) and (left[:, :, :, 4] == 255).all()
+    both = data.shift_on_white(images, -1, 3)
+    assert torch.equal(both[:, :, :5, 3:], images[:, :, 1:, :2]) and (both == 255).sum() == 2 * 3 * (6 * 5 - 5 * 2)
+    assert torch.equal(data.shift_on_white(images, 0, 0), images)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        data.shift_on_white(images, 6, 0)
+
+
 # ----------------------------------------------------------------------------- pinned sources
 
 def test_tarball_with_wrong_sha256_is_refused_and_kept(project):

@@ -17,6 +17,8 @@ TOP = PixelSNAILConfig(num_codes=16, height=6, width=7, channels=16, blocks=2, r
 BOTTOM = PixelSNAILConfig(num_codes=16, height=6, width=8, channels=16, blocks=2, res_blocks=1, heads=2,
                           head_dim=8, dropout=0.0, cond_num_codes=5, cond_channels=8, cond_res_blocks=1,
                           cond_upsample=2)
+BOTTOM_CONV = replace(BOTTOM, attention=False)   # convolutions only, as the named bottom prior
+EACH_PRIOR = pytest.mark.parametrize("cfg", [TOP, BOTTOM, BOTTOM_CONV], ids=["top", "bottom", "bottom-conv"])
 
 
 def _model(cfg, seed=0):
@@ -49,17 +51,21 @@ def _input_gradients(model, codes, labels, cond, i, j):
     return emb.grad.abs().sum((0, 3))
 
 
-@pytest.mark.parametrize("cfg", [TOP, BOTTOM], ids=["top", "bottom"])
+@EACH_PRIOR
 def test_pixelsnail_logits_never_see_current_or_later_codes(cfg):
     model = _model(cfg)
     codes, labels, cond = _inputs(cfg)
     H, W = cfg.height, cfg.width
     for p in range(H * W):
         i, j = divmod(p, W)
-        g = _input_gradients(model, codes, labels, cond, i, j).flatten()
-        assert torch.all(g[p:] == 0), f"logits at {(i, j)} depend on codes at or after it"
-        if p > 0:
-            assert torch.all(g[:p] > 0), f"logits at {(i, j)} ignore some earlier code"
+        g = _input_gradients(model, codes, labels, cond, i, j)
+        assert torch.all(g.flatten()[p:] == 0), f"logits at {(i, j)} depend on codes at or after it"
+        if cfg.attention and p > 0:
+            assert torch.all(g.flatten()[:p] > 0), f"logits at {(i, j)} ignore some earlier code"
+        if j > 0:   # every prior sees its left neighbour and (convolutions only) the code above
+            assert g[i, j - 1] > 0
+        if i > 0:
+            assert g[i - 1, j] > 0
 
 
 def test_attention_never_attends_to_current_or_later_positions():
@@ -90,9 +96,11 @@ def test_attention_covers_the_convolutions_blind_spot():
     with torch.no_grad():
         model.blocks[0].mix.weight.zero_()                  # cut the attention path
     assert _input_gradients(model, codes, labels, None, 2, 0).flatten()[far] == 0
+    conv_only = _model(replace(cfg, attention=False))
+    assert _input_gradients(conv_only, codes, labels, None, 2, 0).flatten()[far] == 0
 
 
-@pytest.mark.parametrize("cfg", [TOP, BOTTOM], ids=["top", "bottom"])
+@EACH_PRIOR
 def test_row_i_depends_on_rows_up_to_i_only(cfg):
     model = _model(cfg)
     codes, labels, cond = _inputs(cfg)
@@ -103,7 +111,7 @@ def test_row_i_depends_on_rows_up_to_i_only(cfg):
         assert torch.allclose(cropped, full[:, :, :rows], atol=1e-10)
 
 
-@pytest.mark.parametrize("cfg", [TOP, BOTTOM], ids=["top", "bottom"])
+@EACH_PRIOR
 def test_incremental_sampler_matches_the_full_forward(cfg):
     model = _model(cfg)
     codes, labels, cond = _inputs(cfg, batch=3)

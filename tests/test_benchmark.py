@@ -1,0 +1,19 @@
+"""The benchmark harness reports what the README's performance table reads (key names of issue 7)."""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[1] / "benchmarks" / "run.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_training_benchmark_reports_both_paths_every_run_and_their_ratio():
+    out = bench.bench_training(steps=2, repeats=2, only={"pixelsnail_bottom"})
+    assert list(out) == ["pixelsnail_bottom"]
+    row = out["pixelsnail_bottom"]
+    assert len(row["runs_images_per_s"]["fast"]) == len(row["runs_images_per_s"]["plain"]) == 2
+    assert row["images_per_s"] == max(row["runs_images_per_s"]["fast"])
+    assert row["plain_images_per_s"] == max(row["runs_images_per_s"]["plain"])
+    assert abs(row["train_speedup"] - row["images_per_s"] / row["plain_images_per_s"]) < 0.01
+    assert row["gflop_per_step"] > 0 and row["gflops_per_s"] > 0
