@@ -4,11 +4,12 @@ Each training figure puts the project's fast path (bf16 autocast + channels_last
 one Trainer) beside the plain way (fp32, contiguous) in the same process, on random data of
 the real shapes; ``train_speedup`` = fast / plain images per second, each the best of
 ``--repeats`` alternating runs (load on the machine only ever slows a run down; every run's
-figure is listed too). GFLOP/s counts one training step with torch.utils.flop_counter. Sampling puts ``sample_codes`` (incremental, one
-position per step) beside the naive re-run-everything loop; the naive loop is timed on a
-smaller batch and scaled to 1000 samples (it is linear in n at these sizes), and both draw the
-same samples for the same seed (checked here on that batch). FID: the TorchScript Inception as
-shipped against our mapped, channels_last copy (features must agree within 1e-4).
+figure is listed too). GFLOP/s counts one training step with torch.utils.flop_counter.
+Sampling puts ``sample_codes`` (incremental, one position per step) beside the naive
+re-run-everything loop; the naive loop is timed on a smaller batch and scaled to 1000 samples
+(it is linear in n at these sizes), and both draw the same samples for the same seed (checked
+here on that batch). FID: the TorchScript Inception as shipped against our mapped,
+channels_last copy (features must agree within 1e-4).
 
     python benchmarks/run.py [--steps 20] [--repeats 3] [--only vqvae32,pixelcnn] [--skip-fid]
 

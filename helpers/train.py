@@ -162,18 +162,26 @@ class Trainer:
         """Train, resume or load — whichever the checkpoints on disk call for — and return the
         model holding the best validation weights."""
         if self.checkpoint is not None and self.checkpoint.exists():
-            best = load_checkpoint(self.checkpoint, expect=self._expect())
+            best = self._load(self.checkpoint)
             if best["extra"].get("completed"):
                 self._restore(best, with_optimizer=False)
                 self._log(f"loaded finished run from {self.checkpoint} (epoch {self.epoch}); "
                           "delete it to retrain")
                 return self.model
         if self.last_path is not None and self.last_path.exists():
-            last = load_checkpoint(self.last_path, expect=self._expect())
+            last = self._load(self.last_path)
             self._restore(last, with_optimizer=True)
             self._log(f"resuming from {self.last_path} after epoch {self.epoch}")
         self.fit()
         return self.model
+
+    def _load(self, path) -> dict:
+        try:
+            return load_checkpoint(path, expect=self._expect())
+        except CheckpointError as e:   # nothing is overwritten: say how to go on
+            stale = " and ".join(str(p) for p in (self.checkpoint, self.last_path) if p is not None and p.exists())
+            raise CheckpointError(f"{e} To train this model from scratch, delete {stale}; to use the "
+                                  "checkpoint, go back to the settings and data it was made with.") from None
 
     def fit(self) -> dict:
         cfg = self.config

@@ -135,8 +135,11 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     train, val = data()
     Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt").run()
     other = Trainer(TinyRegressor(TinyConfig(blow_up_at=99)), train, val, config(), tmp_path / "m.pt")
-    with pytest.raises(CheckpointError, match="model_kwargs.blow_up_at"):
+    before = (tmp_path / "m.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="model_kwargs.blow_up_at") as e:
         other.run()
+    assert f"delete {tmp_path / 'm.pt'} and {tmp_path / 'm.last.pt'}" in str(e.value)   # says how to go on
+    assert (tmp_path / "m.pt").read_bytes() == before                                 # and lost nothing
 
 
 def test_resume_refuses_other_data(tmp_path):
