@@ -133,3 +133,25 @@ def test_prior_checkpoint_rebuilds_the_same_model(kind, tmp_path):
     codes, labels, cond = torch.randint(0, K, (2, H, W)), torch.tensor([0, 2]), torch.randn(2, 2, H, W)
     with torch.no_grad():
         assert torch.equal(model(codes, labels, cond), rebuilt(codes, labels, cond))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_drops_a_share_p_scales_the_rest_and_passes_gradients_through_the_mask(p):
+    from helpers.models.pixelcnn import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(p)
+    x = torch.rand(8, 32, 16, 16).add_(1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - p) < 0.01
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept.float() / (1 - p))
+    assert not torch.equal(drop(x), y)                     # a new mask each call
+    drop.eval()
+    assert drop(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    z = torch.ones(4, 4, dtype=torch.bfloat16)
+    assert Dropout(p)(z).dtype == torch.bfloat16

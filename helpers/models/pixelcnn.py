@@ -40,6 +40,20 @@ from . import Configurable, register
 
 # ---- shared pieces ----------------------------------------------------------------------------
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with its mask drawn by ``torch.rand_like``: the same distribution, about half
+    the cost on CPU (``bernoulli_`` draws 1M values in ~6 ms here, ``rand`` in ~3 ms), which
+    is a tenth of a training step of the 16x16 bottom prior. Keeps the input's memory format."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        keep = torch.rand_like(x, dtype=torch.float32).ge_(self.p)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+
+
 class _Conditioning(nn.Module):
     """Per-layer bias from a category (embedding) and/or a spatial map (1x1 conv)."""
 
@@ -88,9 +102,9 @@ class _PriorMixin(Configurable):
         codes = batch[0].long()
         labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
         cond = batch[2].float() if len(batch) > 2 else None
-        logits = self(codes, labels, cond)
-        nll = F.cross_entropy(logits.float(), codes)   # nats per code
-        with torch.no_grad():
+        logits = self(codes, labels, cond).float()
+        nll = F.cross_entropy(logits, codes)   # nats per code
+        with torch.no_grad():   # argmax over fp32: ~3x faster on CPU than over bf16
             acc = (logits.argmax(1) == codes).float().mean()
         return nll, {"nll": nll.item(), "acc": acc.item()}
 
@@ -151,7 +165,7 @@ class _PixelCNNBlock(nn.Module):
         super().__init__()
         self.conv = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.kernel, "B")
         self.norm = nn.BatchNorm2d(cfg.hidden)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels)
 
     def forward(self, x, labels, cond):
@@ -252,7 +266,7 @@ class GatedLayer(nn.Module):
         self.h_out = nn.Conv2d(c, c, 1)
         self.v_cond = _Conditioning(2 * c, num_classes, cond_channels)
         self.h_cond = _Conditioning(2 * c, num_classes, cond_channels)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     @staticmethod
     def _gate(x):

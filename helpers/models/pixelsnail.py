@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import Configurable, register
+from .pixelcnn import Dropout
 from .vqvae import ResBlock
 
 
@@ -164,7 +165,7 @@ class GatedResBlock(nn.Module):
         super().__init__()
         self.conv1 = CausalConv2d(c, c, k, strict=False)
         self.conv2 = CausalConv2d(c, 2 * c, k, strict=False)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.label = nn.Embedding(num_classes + 1, 2 * c) if num_classes > 0 else None
         self.cond = nn.Conv2d(cond_channels, 2 * c, 1) if cond_channels > 0 else None
         if self.label is not None:
