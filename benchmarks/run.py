@@ -171,7 +171,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="training batches timed per model and path")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model and path (the best counts)")
     p.add_argument("--naive", type=int, default=32, help="samples drawn by the naive loop (scaled to 1000)")
-    p.add_argument("--fid-images", type=int, default=40)
+    p.add_argument("--fid-images", type=int, default=96, help="images timed through each FID path")
     p.add_argument("--only", default="", help="comma-separated names of models / priors")
     p.add_argument("--skip-fid", action="store_true")
     args = p.parse_args()

@@ -76,6 +76,8 @@ def test_superres_skip_reads_the_low_res_image_and_codes_only_does_not():
     model = SuperRes.from_vqvae2(vq, hidden=16, res_hidden=8, res_blocks=1).eval()
     with pytest.raises(ValueError, match="pass low="):
         model(*codes)
+    with pytest.raises(ValueError, match="must be 64x64 images"):   # a 32 px image for 64 px codes
+        model(*codes, F.avg_pool2d(small.float(), 2).to(torch.uint8))
     # Same codes, another low-res image: a different output (the image is read, not only the codes),
     # and with the decoder's last layer zeroed the output is exactly the bicubic upscale.
     assert not torch.allclose(model(*codes, small), model(*codes, other))

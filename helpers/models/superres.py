@@ -117,8 +117,13 @@ class SuperRes(Configurable, nn.Module):
         if self.config.skip:
             if low is None:
                 raise ValueError("this decoder adds to the upscaled low-res image (skip=True): pass low=")
+            factor = self.config.upsample // 2                  # low-res image side / bottom grid side
+            want = tuple(n * factor for n in codes_bottom.shape[-2:])
+            if tuple(low.shape[-2:]) != want:
+                raise ValueError(f"low= must be {want[0]}x{want[1]} images for {tuple(codes_bottom.shape[-2:])} "
+                                 f"bottom codes (upsample {self.config.upsample}), got {tuple(low.shape[-2:])}")
             low = to_model_input(low)
-            parts.append(self._layout(F.pixel_unshuffle(low, low.shape[-1] // codes_bottom.shape[-1])).to(up.dtype))
+            parts.append(self._layout(F.pixel_unshuffle(low, factor)).to(up.dtype))
         x = self.net(torch.cat(parts, 1))
         if self.config.skip:
             x = x + F.interpolate(low, scale_factor=2, mode="bicubic", align_corners=False)
