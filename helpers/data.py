@@ -796,6 +796,14 @@ def shift_on_white(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
+def augmented_copies(images: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
+    """The copies of uint8 ``images`` a prior also trains on (as their codes): the mirrored
+    images if ``flip``, then the images moved ``shift`` pixels down, up, right and left on white
+    (none if ``shift`` is 0). A mirrored or slightly moved emoji is still an emoji."""
+    moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else []
+    return ([images.flip(-1)] if flip else []) + [shift_on_white(images, *m) for m in moves]
+
+
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (what every model consumes); float images are taken to be
     in [-1, 1] already and come back as fp32."""

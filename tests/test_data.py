@@ -284,6 +284,16 @@ def test_shift_on_white_moves_the_picture_and_fills_white():
         data.shift_on_white(images, 6, 0)
 
 
+def test_augmented_copies_are_the_mirror_then_four_shifts_in_order():
+    images = torch.randint(0, 200, (2, 3, 6, 5), dtype=torch.uint8)
+    copies = data.augmented_copies(images, flip=True, shift=1)
+    assert len(copies) == 5 and torch.equal(copies[0], images.flip(-1))
+    for copy, move in zip(copies[1:], [(1, 0), (-1, 0), (0, 1), (0, -1)]):
+        assert torch.equal(copy, data.shift_on_white(images, *move))
+    assert data.augmented_copies(images, flip=False, shift=0) == []
+    assert len(data.augmented_copies(images, flip=False, shift=2)) == 4
+
+
 # ----------------------------------------------------------------------------- pinned sources
 
 def test_tarball_with_wrong_sha256_is_refused_and_kept(project):
