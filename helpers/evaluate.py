@@ -135,13 +135,15 @@ def samples_key(ds, profile: str, prior: str, size: int, seed: int, n: int) -> s
 def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,
                     shape=(8, 8), seed: int = 0, cond_fn=None) -> list[dict]:
     """FID of ``n`` samples per setting (``{"temperature", "top_k"}``) against ``real_features``
-    (the val set: settings are chosen on val, never on the train set the final FID uses)."""
-    from .metrics import fid_from_features, inception_features
+    (the val set: settings are chosen on val, never on the train set the final FID uses), and the
+    share of nearly blank samples (:func:`helpers.metrics.blank_share`) beside it."""
+    from .metrics import blank_share, fid_from_features, inception_features
 
     rows = []
     for setting in settings:
         images = sample_images(prior, vqvae, n, shape=shape, labels=labels, seed=seed, progress=False,
                                cond_fn=cond_fn, **setting)
         rows.append({**setting, "val_fid": fid_from_features(inception_features(images, progress=False),
-                                                             real_features)})
+                                                             real_features),
+                     "blank_share": blank_share(images)})
     return rows

@@ -123,6 +123,19 @@ def codebook_usage(codes: torch.Tensor, num_codes: int) -> dict:
             "dead": num_codes - used, "counts": counts}
 
 
+def blank_share(images: torch.Tensor, level: float = 0.9, coverage: float = 0.97) -> float:
+    """Share of uint8 images (N,3,H,W) that are nearly blank: at least ``coverage`` of their pixels
+    have every channel above ``level`` (on [0, 1]). A low sampling temperature piles probability
+    onto the background code, and FID alone can prefer such sets; about 0.1 % of train emojis
+    count as blank."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"blank_share takes uint8 images (N,C,H,W), got {images.dtype} {tuple(images.shape)}")
+    if not len(images):
+        return 0.0
+    white = (images.float() > level * 255).all(dim=1)
+    return float((white.float().mean(dim=(1, 2)) >= coverage).float().mean())
+
+
 # --------------------------------------------------------------------------- the FID network
 
 INCEPTION_SIZE = 299

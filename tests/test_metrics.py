@@ -295,3 +295,17 @@ def test_evaluation_subset_is_seeded_sorted_and_everything_without_a_limit():
     assert len(sub) == 30 and len(sub.unique()) == 30 and torch.equal(sub, sub.sort().values)
     assert torch.equal(sub, evaluate.subset(100, 30, seed=0))
     assert not torch.equal(sub, evaluate.subset(100, 30, seed=1))
+
+
+def test_blank_share_counts_nearly_white_images_only():
+    images = torch.zeros(4, 3, 10, 10, dtype=torch.uint8)
+    images[0] = 255                                   # blank
+    images[1] = 255
+    images[1, :, 0, :2] = 0                           # 2 % dark pixels: still blank at 97 %
+    images[2] = 255
+    images[2, 0, :4, :] = 0                           # 40 % with a dark red channel: not blank
+    assert metrics.blank_share(images) == 0.5         # images[3] is black
+    assert metrics.blank_share(images, coverage=1.0) == 0.25
+    assert metrics.blank_share(images[:0]) == 0.0
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.blank_share(images.float())

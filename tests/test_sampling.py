@@ -1,5 +1,7 @@
 """Autoregressive sampling: the fast paths draw exactly what the naive loop draws; decoding."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,3 +117,19 @@ def test_decode_returns_uint8_images_of_the_decoder_output():
     with torch.no_grad():
         expected = ((vqvae.eval().decode_codes(codes) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     assert torch.equal(images, expected)
+
+
+def test_choose_sampling_gives_val_fid_and_blank_share_per_setting_in_order():
+    from helpers import evaluate, metrics
+
+    prior = _prior("pixelcnn").eval()
+    vqvae = VQVAE(VQVAEConfig(hidden=32, res_hidden=16, res_blocks=1, num_codes=K, embed_dim=8)).eval()
+    real = metrics.inception_features(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), progress=False)
+    settings = [{"temperature": 1.0, "top_k": None}, {"temperature": 0.5, "top_k": 2}]
+    rows = evaluate.choose_sampling(prior, vqvae, settings, real, n=4, labels=None, seed=3)
+    assert [{k: r[k] for k in ("temperature", "top_k")} for r in rows] == settings
+    for row in rows:
+        assert math.isfinite(row["val_fid"]) and row["val_fid"] > 0
+        assert 0.0 <= row["blank_share"] <= 1.0
+    again = evaluate.choose_sampling(prior, vqvae, settings[:1], real, n=4, labels=None, seed=3)
+    assert again[0] == rows[0]                      # seeded: the same samples, the same figures
