@@ -21,11 +21,11 @@ class Profile:
     vqvae_epochs: int            # 01: VQ-VAE 32x32
     vqvae_minutes: float
     prior_epochs: int            # 02: PixelCNN priors on the 8x8 codes (per prior)
-    prior_minutes: float
+    prior_minutes: float         # both priors together; 02's MINUTES_SHARE splits them
     vqvae2_epochs: int           # 03: VQ-VAE-2 64x64
     vqvae2_minutes: float
     prior2_epochs: int           # 04: PixelSNAIL / PixelCNN on top+bottom codes (per prior)
-    prior2_minutes: float        # per family: its top and bottom priors together
+    prior2_minutes: float        # all four priors together; 04's FAMILY_SHARE and BOTTOM_SHARE split them
     superres_epochs: int         # 05: super-resolution decoder 64 -> 128
     superres_minutes: float
     n_samples: int               # generated images per prior for FID/KID/PR
@@ -41,21 +41,22 @@ class Profile:
 PROFILES = {
     # CI and nbval: every code path runs once on a tiny subset; numbers mean nothing.
     "smoke": Profile("smoke", max_emojis=120, vqvae_epochs=2, vqvae_minutes=0.5,
-                     prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
-                     prior2_epochs=1, prior2_minutes=0.5, superres_epochs=1, superres_minutes=0.25,
+                     prior_epochs=1, prior_minutes=0.5, vqvae2_epochs=1, vqvae2_minutes=0.5,
+                     prior2_epochs=1, prior2_minutes=1.0, superres_epochs=1, superres_minutes=0.25,
                      n_samples=32, eval_limit=None),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
     # every evaluation on 200 images per split (its numbers are not comparable with full's). No
     # augmented codes: a prior that trains for about one pass over the train codes gains nothing
     # from more of them, and encoding them took 04 1.6 minutes.
     "quick": Profile("quick", max_emojis=None, vqvae_epochs=30, vqvae_minutes=1.0,
-                     prior_epochs=20, prior_minutes=0.5, vqvae2_epochs=15, vqvae2_minutes=1.0,
-                     prior2_epochs=10, prior2_minutes=0.75, superres_epochs=5, superres_minutes=0.5,
+                     prior_epochs=20, prior_minutes=1.0, vqvae2_epochs=15, vqvae2_minutes=1.0,
+                     prior2_epochs=10, prior2_minutes=1.5, superres_epochs=5, superres_minutes=0.5,
                      n_samples=200, eval_limit=200, augment=False),
-    # The results: the quality targets of the README, at most 120 minutes.
-    "full": Profile("full", max_emojis=None, vqvae_epochs=400, vqvae_minutes=15,
-                    prior_epochs=200, prior_minutes=6, vqvae2_epochs=200, vqvae2_minutes=14,
-                    prior2_epochs=100, prior2_minutes=9, superres_epochs=60, superres_minutes=8,
+    # The results: the quality targets of the README, at most 120 minutes for the chain, 40 for
+    # 01 + 02 and 50 for 03 + 04 (Inception features included: about 15 minutes in each pair).
+    "full": Profile("full", max_emojis=None, vqvae_epochs=400, vqvae_minutes=12,
+                    prior_epochs=200, prior_minutes=8, vqvae2_epochs=200, vqvae2_minutes=12,
+                    prior2_epochs=100, prior2_minutes=15, superres_epochs=60, superres_minutes=8,
                     n_samples=2000, eval_limit=None),
 }
 
