@@ -1,8 +1,10 @@
 """Speed of every model, sampler and the FID network, printed as one JSON object: ``make bench``.
 
-Each training figure puts the project's fast path (bf16 autocast + channels_last, through the
-one Trainer) beside the plain way (fp32, contiguous) in the same process, on random data of
-the real shapes; ``train_speedup`` = fast / plain images per second, each the best of
+Each training figure puts the project's path (``precision="auto"`` through the one Trainer: bf16
+autocast + channels_last where the CPU has fast bf16, else plain fp32) beside the plain way (fp32,
+contiguous) in the same process, on random data of the real shapes; on a CPU without fast bf16
+both are the same path, timed once, and ``train_speedup`` is 1. Otherwise ``train_speedup`` =
+fast / plain images per second, each the best of
 ``--repeats`` alternating runs (load on the machine only ever slows a run down; every run's
 figure is listed too). GFLOP/s counts one training step with torch.utils.flop_counter.
 Sampling puts ``sample_codes`` (incremental, one position per step) beside the naive
@@ -34,6 +36,7 @@ from helpers.models.pixelsnail import PixelSNAIL
 from helpers.models.superres import SuperRes
 from helpers.models.vqvae import VQVAE
 from helpers.models.vqvae2 import VQVAE2
+from helpers.runtime import native_bf16, resolve_precision
 from helpers.sampling import sample_codes, sample_codes_naive
 from helpers.train import TrainConfig, Trainer
 
@@ -94,18 +97,21 @@ def bench_training(steps: int, repeats: int, only: set[str] | None) -> dict:
         if only and name not in only:
             continue
         data = make_data(batch * steps)
-        runs = {"bf16": [], "fp32": []}
+        paths = {"fast": resolve_precision("auto"), "plain": "fp32"}
+        if paths["fast"] == paths["plain"]:
+            del paths["fast"]           # no fast bf16 here: one path, timed once
+        runs = {kind: [] for kind in paths}
         for _ in range(repeats):            # alternate, so that a load drift hits both paths alike
-            for precision in runs:
-                runs[precision].append(train_rate(make, batch, data, precision))
-        fast, plain = max(runs["bf16"]), max(runs["fp32"])
+            for kind, precision in paths.items():
+                runs[kind].append(train_rate(make, batch, data, precision))
+        runs.setdefault("fast", runs["plain"])
+        fast, plain = max(runs["fast"]), max(runs["plain"])
         flops = step_flops(make, batch, data)
         out[name] = {"batch": batch, "images_per_s": round(fast, 1), "plain_images_per_s": round(plain, 1),
                      "train_speedup": round(fast / plain, 2), "gflop_per_step": round(flops / 1e9, 2),
                      "gflops_per_s": round(flops / batch * fast / 1e9, 1),
                      "plain_gflops_per_s": round(flops / batch * plain / 1e9, 1),
-                     "runs_images_per_s": {"fast": [round(r, 1) for r in runs["bf16"]],
-                                           "plain": [round(r, 1) for r in runs["fp32"]]}}
+                     "runs_images_per_s": {kind: [round(r, 1) for r in rs] for kind, rs in runs.items()}}
         print(f"train {name}: {out[name]}", file=sys.stderr, flush=True)
     return out
 
@@ -177,7 +183,9 @@ def main() -> None:
     args = p.parse_args()
     only = set(filter(None, args.only.split(","))) or None
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__, "load_avg_1min": os.getloadavg()[0]},
+                          "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                          "fast_bf16": native_bf16("cpu"), "training_precision": resolve_precision("auto"),
+                          "load_avg_1min": os.getloadavg()[0]},
               "training": bench_training(args.steps, args.repeats, only), "sampling": bench_sampling(args.naive, only)}
     if not args.skip_fid:
         result["fid"] = bench_fid(args.fid_images)

@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--precision", default="bf16")
+    p.add_argument("--precision", default="auto")
     p.add_argument("--profile", default="full")
     args = p.parse_args()
 
@@ -52,7 +52,7 @@ def main() -> None:
     m = reconstruction_metrics_batched(to_unit(recon), val.float() / 255)
     usage = codebook_usage(codes, model.config.num_codes)
     print(json.dumps({"config": args.config, "overrides": overrides, "lr": args.lr, "batch": args.batch,
-                      "precision": args.precision, "minutes": args.minutes, "epochs": trainer.epoch,
+                      "precision": trainer.precision, "minutes": args.minutes, "epochs": trainer.epoch,
                       "images_per_s": round(trainer.epoch * len(train) / trainer.seconds, 1),
                       "val_psnr": round(m["psnr"], 3), "val_ssim": round(m["ssim"], 4),
                       "val_usage": round(usage["usage"], 4), "seconds": round(time.perf_counter() - start)}))

@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--precision", default="bf16")
+    p.add_argument("--precision", default="auto")
     p.add_argument("--profile", default="full")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
@@ -61,7 +61,7 @@ def main() -> None:
     usage_t = codebook_usage(torch.cat(top), model.config.num_codes_top)
     usage_b = codebook_usage(torch.cat(bottom), model.config.num_codes_bottom)
     print(json.dumps({"config": args.config, "overrides": overrides, "lr": args.lr, "batch": args.batch,
-                      "precision": args.precision, "minutes": args.minutes, "epochs": trainer.epoch,
+                      "precision": trainer.precision, "minutes": args.minutes, "epochs": trainer.epoch,
                       "steps": trainer.step, "images_per_s": round(trainer.step * args.batch / trainer.seconds, 1),
                       "val_psnr": round(m["psnr"], 3), "val_ssim": round(m["ssim"], 4),
                       "val_usage_top": round(usage_t["usage"], 4), "val_usage_bottom": round(usage_b["usage"], 4),

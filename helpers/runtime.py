@@ -27,3 +27,32 @@ def pick_device(name: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Does ``device`` have fast bf16 kernels? On CPU, PyTorch's own test for oneDNN's bf16 path
+    (AVX-512 on x86, as on AMD Zen 4; bf16 on Arm). Without them bf16 is emulated: on an
+    AVX2-only AMD EPYC (Zen 3) a 32x32 VQ-VAE training step took 3.3 s under bf16 autocast
+    against 0.36 s in fp32 (README, "Performance")."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):   # a private check: a torch without it gets fp32
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """"bf16" or "fp32" for a training run: "auto" takes bf16 (autocast + channels_last) where
+    :func:`native_bf16` says it is fast, else fp32; "bf16" and "fp32" are taken as asked."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision

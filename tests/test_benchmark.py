@@ -17,3 +17,10 @@ def test_training_benchmark_reports_both_paths_every_run_and_their_ratio():
     assert row["plain_images_per_s"] == max(row["runs_images_per_s"]["plain"])
     assert abs(row["train_speedup"] - row["images_per_s"] / row["plain_images_per_s"]) < 0.01
     assert row["gflop_per_step"] > 0 and row["gflops_per_s"] > 0
+
+
+def test_without_fast_bf16_the_one_path_is_timed_once(monkeypatch):
+    monkeypatch.setattr(bench, "resolve_precision", lambda precision: "fp32")
+    row = bench.bench_training(steps=2, repeats=2, only={"pixelcnn"})["pixelcnn"]
+    assert row["runs_images_per_s"]["fast"] == row["runs_images_per_s"]["plain"]
+    assert len(row["runs_images_per_s"]["plain"]) == 2 and row["train_speedup"] == 1.0

@@ -150,3 +150,29 @@ def test_resume_refuses_other_data(tmp_path):
     other = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt", data_fingerprint="bbb")
     with pytest.raises(CheckpointError, match="data_fingerprint"):
         other.run()
+
+
+@pytest.mark.parametrize("fast_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, tmp_path, fast_bf16, expected):
+    from helpers import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": fast_bf16)
+    assert runtime.resolve_precision("auto") == expected
+    assert runtime.resolve_precision("bf16") == "bf16" and runtime.resolve_precision("fp32") == "fp32"
+    train, val = data()
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(precision="auto", epochs=1), tmp_path / "m.pt")
+    assert trainer.precision == expected and trainer.bf16 == (expected == "bf16")
+    trainer.run()
+    assert load_checkpoint(tmp_path / "m.pt")["extra"]["precision"] == expected   # what the run used
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Trainer(TinyRegressor(TinyConfig()), *data(), config(precision="fp16"))
+
+
+def test_native_bf16_answers_for_this_machine():
+    from helpers.runtime import native_bf16
+
+    assert isinstance(native_bf16("cpu"), bool)
+    assert native_bf16("meta") is False      # a device we know nothing of: fp32
