@@ -234,13 +234,15 @@ def memorization_table(results: dict[str, dict]):
 def best_prior(metrics: dict) -> tuple[str, dict]:
     """The prior with the lowest FID in a prior metrics file (``prior_vqvae.json``: one object per
     prior beside the flat floors) and the sampling settings it was scored with
-    (``{"temperature", "top_k"}``, as ``evaluate.sample_images`` takes them)."""
+    (``{"temperature", "top_k", "guidance"}``, as ``evaluate.sample_images`` takes them; files
+    written before guidance existed sampled without it: 1.0)."""
     priors = {k: v for k, v in metrics.items() if isinstance(v, dict) and isinstance(v.get("fid"), (int, float))}
     if not priors:
         raise ValueError(f"no prior with an FID among {sorted(metrics)}")
     name = min(priors, key=lambda k: priors[k]["fid"])
     sampling = priors[name].get("sampling") or {}
-    return name, {"temperature": float(sampling.get("temperature", 1.0)), "top_k": sampling.get("top_k")}
+    return name, {"temperature": float(sampling.get("temperature", 1.0)), "top_k": sampling.get("top_k"),
+                  "guidance": float(sampling.get("guidance", 1.0))}
 
 
 def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dict] | None = None) -> dict:

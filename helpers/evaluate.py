@@ -86,7 +86,8 @@ def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperature: float = 1.0,
-                  top_k: int | None = None, seed: int = 0, progress: bool = True, cond_fn=None) -> torch.Tensor:
+                  top_k: int | None = None, guidance: float = 1.0, seed: int = 0, progress: bool = True,
+                  cond_fn=None) -> torch.Tensor:
     """``n`` uint8 images: codes sampled from ``prior`` (seeded), decoded by ``vqvae``.
 
     ``prior`` may be a (top, bottom) pair with a VQ-VAE-2: then the codes are drawn level by
@@ -98,9 +99,10 @@ def sample_images(prior, vqvae, n: int, *, shape=(8, 8), labels=None, temperatur
     if isinstance(prior, (tuple, list)):
         top, bottom = prior
         return sample_hierarchical(top, bottom, n, labels=labels, temperature=temperature, top_k=top_k,
-                                   generator=generator, cond_fn=cond_fn, vqvae2=vqvae, progress=progress).images
+                                   guidance=guidance, generator=generator, cond_fn=cond_fn, vqvae2=vqvae,
+                                   progress=progress).images
     codes = sample_codes(prior, n, shape, labels=labels, temperature=temperature, top_k=top_k,
-                         generator=generator, progress=progress)
+                         guidance=guidance, generator=generator, progress=progress)
     return decode(vqvae, codes)
 
 
@@ -134,7 +136,7 @@ def samples_key(ds, profile: str, prior: str, size: int, seed: int, n: int) -> s
 
 def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Tensor, *, n: int, labels,
                     shape=(8, 8), seed: int = 0, cond_fn=None) -> list[dict]:
-    """FID of ``n`` samples per setting (``{"temperature", "top_k"}``) against ``real_features``
+    """FID of ``n`` samples per setting (``{"temperature", "top_k"[, "guidance"]}``) against ``real_features``
     (the val set: settings are chosen on val, never on the train set the final FID uses), and the
     share of nearly blank samples (:func:`helpers.metrics.blank_share`) beside it."""
     from .metrics import blank_share, fid_from_features, inception_features

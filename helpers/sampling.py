@@ -18,6 +18,11 @@ prior supports (``method="auto"``):
 All three compute the same function and draw their random numbers in the same order (one
 multinomial draw per batch and position), so the same generator seed gives the same samples
 (the incremental path sums in another order, so its logits agree to float rounding, ~1e-6).
+
+Guidance (classifier-free, as in Ho & Salimans 2022): a prior trained with label dropout also
+knows p(code | no category). With ``guidance`` w != 1 and categories given, every grid is run
+twice in one batch, with its category and with "no category", and the codes are drawn from
+``uncond + w * (cond - uncond)`` logits: w > 1 leans each sample toward what marks its category.
 """
 
 from __future__ import annotations
@@ -57,6 +62,15 @@ def _labels_for(labels, n: int, device) -> torch.Tensor | None:
     return labels.expand(n).clone() if labels.ndim == 0 else labels
 
 
+def _guided_labels(prior, labels, guidance: float) -> int | None:
+    """The "no category" index to contrast with when ``guidance`` applies, else None: w = 1, no
+    categories given, or an unconditional prior (as labels, guidance is then ignored)."""
+    if guidance == 1.0 or labels is None:
+        return None
+    num_classes = getattr(getattr(prior, "config", None), "num_classes", 0)
+    return num_classes if num_classes > 0 else None
+
+
 def _device_of(model) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -77,12 +91,13 @@ def _pick_method(prior, method: str) -> str:
 
 @torch.no_grad()   # not inference_mode: the codes may feed autograd later
 def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, cond, method, progress,
-            known_codes=None, known_mask=None, return_nll=False):
+            known_codes=None, known_mask=None, return_nll=False, guidance=1.0):
     H, W = shape
     was_training = prior.training
     prior.eval()   # BatchNorm must use its running statistics, dropout must be off
     device = _device_of(prior)
     labels = _labels_for(labels, n, device)
+    null = _guided_labels(prior, labels, guidance)
     out = torch.zeros(n, H, W, dtype=torch.long, device=device)
     nll = torch.zeros(n, device=device) if return_nll else None
     if (known_codes is None) != (known_mask is None):
@@ -100,23 +115,35 @@ def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, 
             codes = out[start:stop]
             lab = None if labels is None else labels[start:stop]
             c = None if cond is None else cond[start:stop].to(device)
-            state = prior.start_sampling(stop - start, (H, W), lab, c) if method == "incremental" else None
+            if null is not None:   # guidance: each grid twice, with its category and with none
+                lab = torch.cat([lab, torch.full_like(lab, null)])
+                c = None if c is None else torch.cat([c, c])
+                grids = codes.repeat(2, 1, 1)
+            else:
+                grids = codes
+            state = prior.start_sampling(len(grids), (H, W), lab, c) if method == "incremental" else None
             for i in range(H):
                 rows = i + 1 if method == "crop" else H
-                x = codes[:, :rows]
+                x = grids[:, :rows]
                 cx = None if c is None else c[:, :, :rows]
                 for j in range(W):
                     if state is not None:
-                        logits = state.step(codes, i, j)
+                        logits = state.step(grids, i, j)
                     else:
                         logits = prior(x, lab, cx)[:, :, i, j]
+                    model_logits = logits
+                    if null is not None:
+                        model_logits, free = logits.float().chunk(2)
+                        logits = free + guidance * (model_logits - free)
                     drawn = _draw(logits, temperature, top_k, generator)
                     if known_mask is not None:   # given codes replace the draw (same random stream)
                         k = known_mask[start:stop, i, j]
                         drawn = torch.where(k, known_codes[start:stop, i, j], drawn)
                     codes[:, i, j] = drawn
-                    if nll is not None:   # the model's own -log p (temperature 1, no top-k)
-                        nll[start:stop] -= F.log_softmax(logits.float(), -1).gather(1, drawn[:, None])[:, 0]
+                    if null is not None:
+                        grids[:, i, j] = drawn.repeat(2)
+                    if nll is not None:   # the model's own -log p (temperature 1, no top-k, no guidance)
+                        nll[start:stop] -= F.log_softmax(model_logits.float(), -1).gather(1, drawn[:, None])[:, 0]
                     bar.update(1)
     finally:
         bar.close()
@@ -128,12 +155,15 @@ def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 
                  top_k: int | None = None, batch_size: int = 256, generator: torch.Generator | None = None,
                  cond: torch.Tensor | None = None, progress: bool = True,
                  method: str = "auto", known_codes: torch.Tensor | None = None,
-                 known_mask: torch.Tensor | None = None, return_nll: bool = False):
+                 known_mask: torch.Tensor | None = None, return_nll: bool = False, guidance: float = 1.0):
     """Draw ``n`` code grids (n, H, W) long from ``prior``.
 
     labels: None, one category for all, or (n,) categories (ignored by unconditional priors).
     temperature: divides the logits (< 1: safer, less varied samples; 0: greedy).
     top_k: keep only the k most likely codes at each position.
+    guidance: classifier-free guidance weight w (module doc): 1 samples the model as trained;
+        w > 1 needs a class-conditional prior trained with label dropout and costs twice the
+        work; without labels (or with an unconditional prior) it is ignored.
     generator: a seeded torch.Generator makes the samples reproducible.
     cond: (n, C, H, W) spatial condition (e.g. the embedded top codes for a bottom prior).
     method: "auto" (the fastest the prior supports), "incremental", "crop" or "naive".
@@ -142,11 +172,11 @@ def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 
         drawn conditioned on it. A code is still drawn and discarded at a given position, so
         the random stream, and with an all-False mask the samples, equal unconstrained sampling.
     return_nll: also return each grid's NLL under the prior (n,) in nats — the sum of -log p of
-        every code given the codes before it, at temperature 1 and without top-k, i.e. what
-        ``prior.nll_per_image`` computes, collected from the logits sampling already made.
+        every code given the codes before it, at temperature 1 and without top-k or guidance,
+        i.e. what ``prior.nll_per_image`` computes, collected from the logits sampling already made.
     """
     return _sample(prior, n, tuple(shape), labels, temperature, top_k, batch_size, generator, cond,
-                   _pick_method(prior, method), progress, known_codes, known_mask, return_nll)
+                   _pick_method(prior, method), progress, known_codes, known_mask, return_nll, guidance)
 
 
 def sample_codes_naive(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,
@@ -214,23 +244,25 @@ def sample_hierarchical(top_prior, bottom_prior, n: int, *, labels=None, tempera
                         top_k: int | None = None, bottom_temperature: float | None = None,
                         bottom_top_k: int | None = None, shapes=((8, 8), (16, 16)), batch_size: int = 250,
                         generator: torch.Generator | None = None, cond_fn: Callable | None = None,
-                        vqvae2=None, progress: bool = True) -> HierarchicalSamples:
+                        vqvae2=None, progress: bool = True, guidance: float = 1.0,
+                        bottom_guidance: float | None = None) -> HierarchicalSamples:
     """Draw ``n`` top grids, then ``n`` bottom grids conditioned on them (and decode them when
     ``vqvae2`` is given).
 
     labels: None, one category or (n,) categories, used by both priors (ignored by unconditional ones).
-    temperature / top_k: as in :func:`sample_codes`, for the top; the bottom uses
-    ``bottom_temperature`` / ``bottom_top_k`` when given, else the same.
+    temperature / top_k / guidance: as in :func:`sample_codes`, for the top; the bottom uses
+    ``bottom_temperature`` / ``bottom_top_k`` / ``bottom_guidance`` when given, else the same.
     cond_fn: top codes -> condition map of a bottom prior without ``condition`` (e.g. a gated
     PixelCNN trained with ``cond=vqvae2.top_condition(codes_top)``).
     """
     (ht, wt), (hb, wb) = shapes
     codes_top = sample_codes(top_prior, n, (ht, wt), labels, temperature, top_k, batch_size, generator,
-                             None, progress)
+                             None, progress, guidance=guidance)
     cond = bottom_condition(bottom_prior, codes_top, cond_fn, batch_size)
     codes_bottom = sample_codes(bottom_prior, n, (hb, wb), labels,
                                 temperature if bottom_temperature is None else bottom_temperature,
                                 top_k if bottom_top_k is None else bottom_top_k,
-                                batch_size, generator, cond, progress)
+                                batch_size, generator, cond, progress,
+                                guidance=guidance if bottom_guidance is None else bottom_guidance)
     images = decode(vqvae2, (codes_top, codes_bottom), batch_size) if vqvae2 is not None else None
     return HierarchicalSamples(codes_top.cpu(), codes_bottom.cpu(), images)

@@ -79,28 +79,30 @@ def _explorer(controls: list, render: Callable[[], "plt.Figure"], static: bool |
 # sampler
 
 def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: int | None = None,
-                 category: int | None = None, n: int = 16, seed: int = 0) -> torch.Tensor:
+                 guidance: float = 1.0, category: int | None = None, n: int = 16, seed: int = 0) -> torch.Tensor:
     """``n`` uint8 samples of the prior ``sources[name]``: a (prior, decoder) pair, the prior a
     code prior for a VQ-VAE or a (top, bottom) pair for a VQ-VAE-2 (optionally a third item,
     ``cond_fn`` for a bottom prior without its own condition, e.g. ``vqvae2.top_condition``).
-    ``top_k`` 0 or None: off; ``category`` None: unconditional."""
+    ``top_k`` 0 or None: off; ``category`` None: unconditional (then ``guidance`` does nothing)."""
     from .evaluate import sample_images
 
     prior, decoder, *rest = sources[name]
     return sample_images(prior, decoder, n, labels=category, temperature=temperature, top_k=top_k or None,
-                         seed=seed, progress=False, cond_fn=rest[0] if rest else None)
+                         guidance=guidance, seed=seed, progress=False, cond_fn=rest[0] if rest else None)
 
 
 def sampler_explorer(sources: dict, category_names: Sequence[str], *, n: int = 16, seed: int = 0,
                      max_top_k: int = 512, static: bool | None = None):
-    """Choose the prior, temperature, top-k (0 = off) and category; "draw" samples a fresh grid
-    (a new seed per click). Static: ``n`` unconditional samples of the first prior at T = 1."""
+    """Choose the prior, temperature, top-k (0 = off), guidance (with a category) and category;
+    "draw" samples a fresh grid (a new seed per click). Static: ``n`` unconditional samples of the
+    first prior at T = 1."""
     import ipywidgets as widgets
 
     names = list(sources)
     prior = widgets.Dropdown(options=names, value=names[0], description="prior")
     temperature = widgets.FloatSlider(value=1.0, min=0.3, max=1.5, step=0.05, description="temperature")
     top_k = widgets.IntSlider(value=0, min=0, max=max_top_k, step=1, description="top-k (0: off)")
+    guidance = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.25, description="guidance")
     category = widgets.Dropdown(options=[("any", None)] + [(c, i) for i, c in enumerate(category_names)],
                                 value=None, description="category")
     draw = widgets.Button(description="draw", button_style="primary")
@@ -110,12 +112,13 @@ def sampler_explorer(sources: dict, category_names: Sequence[str], *, n: int = 1
     def render():
         cat = category.value
         images = draw_samples(sources, prior.value, temperature=temperature.value, top_k=top_k.value,
-                              category=cat, n=n, seed=state["seed"])
-        what = "any category" if cat is None else category_names[cat]
+                              guidance=guidance.value, category=cat, n=n, seed=state["seed"])
+        what = "any category" if cat is None else f"{category_names[cat]}, guidance {guidance.value:.2f}"
         return viz.image_grid(images, nrow=min(n, 8), title=f"{prior.value}: T = {temperature.value:.2f}, "
                               f"top-k = {top_k.value or 'off'}, {what} (seed {state['seed']})")
 
-    return _explorer([prior, temperature, top_k, category, draw], render, static, triggers=[draw, prior])
+    return _explorer([prior, temperature, top_k, guidance, category, draw], render, static,
+                     triggers=[draw, prior])
 
 
 # ---------------------------------------------------------------------------------------------

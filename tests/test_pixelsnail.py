@@ -228,3 +228,25 @@ def test_pixelsnail_checkpoint_rebuilds_the_same_model(tmp_path):
     codes = torch.randint(0, 512, (2, 16, 16))
     top = torch.randint(0, 256, (2, 8, 8))
     assert torch.equal(rebuilt(codes, cond=top), model(codes, cond=top))
+
+
+def test_guided_greedy_hierarchical_sampling_takes_the_argmax_of_the_guided_logits_at_both_levels():
+    top_cfg = replace(TOP, num_codes=5, height=3, width=4)
+    bottom_cfg = replace(BOTTOM, cond_num_codes=5, height=6, width=8, num_classes=3)
+    top, bottom = _model(top_cfg).float(), _model(bottom_cfg).float()
+    with torch.no_grad():   # categories that matter
+        for m in (top, bottom):
+            for name, p in m.named_parameters():
+                if name.endswith("label.weight"):
+                    p.mul_(30)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    out = sample_hierarchical(top, bottom, 5, labels=labels, temperature=0, guidance=2.5, bottom_guidance=1.5,
+                              shapes=((3, 4), (6, 8)), batch_size=3, progress=False)
+    null = torch.full_like(labels, 3)
+    with torch.no_grad():
+        for model, codes, cond, w in ((top, out.top, None, 2.5), (bottom, out.bottom, out.top, 1.5)):
+            given, free = model(codes, labels, cond), model(codes, null, cond)
+            assert torch.equal((free + w * (given - free)).argmax(1), codes)
+    plain = sample_hierarchical(top, bottom, 5, labels=labels, temperature=0, shapes=((3, 4), (6, 8)),
+                                batch_size=3, progress=False)
+    assert not torch.equal(plain.top, out.top)

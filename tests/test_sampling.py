@@ -133,3 +133,49 @@ def test_choose_sampling_gives_val_fid_and_blank_share_per_setting_in_order():
         assert 0.0 <= row["blank_share"] <= 1.0
     again = evaluate.choose_sampling(prior, vqvae, settings[:1], real, n=4, labels=None, seed=3)
     assert again[0] == rows[0]                      # seeded: the same samples, the same figures
+
+
+def _guided(model, codes, labels, w, cond=None):
+    """Classifier-free guided logits (B, K, H, W) of ``codes`` from two full forward passes."""
+    null = torch.full_like(labels, model.config.num_classes)
+    with torch.no_grad():
+        given, free = model(codes, labels, cond).float(), model(codes, null, cond).float()
+    return free + w * (given - free)
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("method", ["incremental", "crop", "naive"])
+def test_guided_greedy_sampling_takes_the_argmax_of_the_guided_logits(kind, method):
+    model = _prior(kind, num_classes=3, cond_channels=2).eval()
+    with torch.no_grad():   # categories that matter, so guidance moves the argmax
+        for m in model.modules():
+            if hasattr(m, "cls") and m.cls is not None:
+                m.cls.weight.mul_(20)
+    labels, cond = torch.tensor([0, 1, 2, 1, 0]), torch.randn(5, 2, 8, 8)
+    codes = sample_codes(model, 5, labels=labels, cond=cond, temperature=0, guidance=3.0, batch_size=2,
+                         method=method, progress=False)
+    assert torch.equal(_guided(model, codes, labels, 3.0, cond).argmax(1), codes)
+    plain = sample_codes(model, 5, labels=labels, cond=cond, temperature=0, batch_size=2, progress=False)
+    assert not torch.equal(plain, codes)   # the guidance changed what was drawn
+
+
+@pytest.mark.parametrize("method", ["incremental", "crop"])
+def test_guided_fast_sampling_draws_exactly_the_naive_samples_and_w_1_is_plain_sampling(method):
+    model = _prior("gated", num_classes=3)
+    labels = torch.randint(0, 3, (7,), generator=_gen(5))
+    kw = dict(labels=labels, temperature=0.8, batch_size=3, progress=False)
+    fast = sample_codes(model, 7, generator=_gen(), method=method, guidance=2.0, **kw)
+    assert torch.equal(fast, sample_codes(model, 7, generator=_gen(), method="naive", guidance=2.0, **kw))
+    assert torch.equal(sample_codes(model, 7, generator=_gen(), method=method, guidance=1.0, **kw),
+                       sample_codes(model, 7, generator=_gen(), method=method, **kw))
+
+
+def test_guidance_is_ignored_without_categories_and_keeps_the_models_own_nll():
+    model = _prior("pixelcnn", num_classes=3).eval()
+    free = sample_codes(model, 4, generator=_gen(), progress=False)
+    assert torch.equal(free, sample_codes(model, 4, generator=_gen(), guidance=4.0, progress=False))
+    unconditional = _prior("pixelcnn").eval()
+    assert torch.equal(sample_codes(unconditional, 4, labels=1, generator=_gen(), progress=False),
+                       sample_codes(unconditional, 4, labels=1, guidance=4.0, generator=_gen(), progress=False))
+    codes, nll = sample_codes(model, 4, labels=2, guidance=3.0, generator=_gen(), return_nll=True, progress=False)
+    torch.testing.assert_close(nll, model.nll_per_image(codes, 2), rtol=1e-4, atol=1e-4)

@@ -42,6 +42,8 @@ def test_sampler_callback_and_explorer(models):
     assert a.shape == (5, 3, 32, 32) and a.dtype == torch.uint8
     assert torch.equal(a, w.draw_samples(sources, "gated", temperature=0.8, top_k=3, category=1, n=5, seed=2))
     assert not torch.equal(a, w.draw_samples(sources, "gated", temperature=0.8, top_k=3, category=1, n=5, seed=3))
+    guided = w.draw_samples(sources, "gated", temperature=0.8, top_k=3, guidance=20.0, category=1, n=5, seed=2)
+    assert not torch.equal(a, guided)                         # guidance reaches the sampler
     fig = w.sampler_explorer(sources, ["a", "b", "c"], n=4, static=True)
     assert isinstance(fig, plt.Figure)
     box = w.sampler_explorer(sources, ["a", "b", "c"], n=4, max_top_k=K, static=False)
@@ -51,6 +53,7 @@ def test_sampler_callback_and_explorer(models):
     assert "seed 0" in box.figure.axes[0].get_title()
     button.click()                                            # draws a fresh grid, no browser needed
     assert "seed 1" in box.figure.axes[0].get_title()
+    assert any(getattr(c, "description", "") == "guidance" for c in controls)
 
 
 def test_interpolation_view_and_picker(models):
