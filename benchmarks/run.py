@@ -10,7 +10,8 @@ figure is listed too). GFLOP/s counts one training step with torch.utils.flop_co
 Sampling puts ``sample_codes`` (incremental, one position per step) beside the naive
 re-run-everything loop; the naive loop is timed on a smaller batch and scaled to 1000 samples
 (it is linear in n at these sizes), and both draw the same samples for the same seed (checked
-here on that batch). FID: the TorchScript Inception as shipped against our mapped,
+here on that batch); the class-conditional priors are also timed with classifier-free guidance
+(w 3: two grids per sample). FID: the TorchScript Inception as shipped against our mapped,
 channels_last copy (features must agree within 1e-4).
 
     python benchmarks/run.py [--steps 20] [--repeats 3] [--only vqvae32,pixelcnn] [--skip-fid]
@@ -132,18 +133,28 @@ def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
             continue
         model.eval()
         kw = dict(shape=shape, progress=False)
+        labels = torch.arange(1000) % CLASSES if getattr(model.config, "num_classes", 0) else None
         start = time.perf_counter()
-        sample_codes(model, 1000, cond=cond, generator=torch.Generator().manual_seed(0), **kw)
+        sample_codes(model, 1000, cond=cond, labels=labels, generator=torch.Generator().manual_seed(0), **kw)
         fast = time.perf_counter() - start
+        guided = {}
+        if labels is not None:   # classifier-free guidance runs two grids per sample
+            start = time.perf_counter()
+            sample_codes(model, 1000, cond=cond, labels=labels, guidance=3.0,
+                         generator=torch.Generator().manual_seed(0), **kw)
+            seconds = time.perf_counter() - start
+            guided = {"guided_s_per_1000": round(seconds, 1), "guidance_cost": round(seconds / fast, 2)}
         small = None if cond is None else cond[:naive_n]
+        few = None if labels is None else labels[:naive_n]
         start = time.perf_counter()
-        naive = sample_codes_naive(model, naive_n, cond=small, generator=torch.Generator().manual_seed(1), **kw)
+        naive = sample_codes_naive(model, naive_n, cond=small, labels=few, generator=torch.Generator().manual_seed(1),
+                                   **kw)
         naive_s = (time.perf_counter() - start) * 1000 / naive_n
-        same = torch.equal(naive, sample_codes(model, naive_n, cond=small, generator=torch.Generator().manual_seed(1),
-                                               **kw))
+        same = torch.equal(naive, sample_codes(model, naive_n, cond=small, labels=few,
+                                               generator=torch.Generator().manual_seed(1), **kw))
         out[name] = {"fast_s_per_1000": round(fast, 1), "naive_s_per_1000": round(naive_s, 1),
                      "naive_measured_on": naive_n, "sampling_speedup": round(naive_s / fast, 1),
-                     "same_samples_same_seed": same}
+                     "same_samples_same_seed": same, **guided}
         print(f"sample {name}: {out[name]}", file=sys.stderr, flush=True)
     return out
 

@@ -1,6 +1,6 @@
 """Measure one VQ-VAE setting on the real data: train for a time budget, print val metrics as JSON.
 
-    python benchmarks/tune_vqvae.py --config default --minutes 5 --lr 1e-3 --set num_codes=1024 ssim_weight=0.2
+    python benchmarks/tune_vqvae.py --config default --minutes 5 --lr 4e-3 --set num_codes=1024 ssim_weight=0.2
 
 The default config in helpers/models/vqvae.py was chosen with this script
 (the runs and their numbers are listed in the README, "Choosing the VQ-VAE").
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], help="model config overrides key=value")
     p.add_argument("--minutes", type=float, default=None, help="time budget (else --epochs only)")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--precision", default="auto")
     p.add_argument("--profile", default="full")

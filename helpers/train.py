@@ -403,6 +403,11 @@ def init_distributed() -> torch.device:
     return torch.device("cpu")
 
 
+# What notebooks 01 and 03 train with (their parameter cells; a test keeps the two in step).
+CLI_DEFAULTS = {"vqvae": {"image_size": 32, "batch_size": 64, "lr": 4e-3},
+                "vqvae2": {"image_size": 64, "batch_size": 32, "lr": 3e-3}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m helpers.train --model vqvae --profile smoke``: train an image autoencoder as its
     notebook does (same data, config, seed and checkpoint), on one process or under torchrun."""
@@ -416,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
     parser.add_argument("--minutes", type=float, default=None, help="time budget (default: the profile's; 0: none)")
     parser.add_argument("--name", default=None, help="checkpoint name in artifacts/<profile>/ (default: the model)")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam peak (default: the notebook's, 4e-3 for vqvae and 3e-3 for vqvae2)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="per process (default: the notebook's, 64 for vqvae and 32 for vqvae2)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -434,15 +440,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = init_distributed()
     try:
         profile = get_profile(args.profile)
-        cls, size, batch_size = {"vqvae": (VQVAE, 32, 64), "vqvae2": (VQVAE2, 64, 32)}[args.model]
-        batch_size = args.batch_size or batch_size
+        cls = {"vqvae": VQVAE, "vqvae2": VQVAE2}[args.model]
+        size, batch_size, lr = (CLI_DEFAULTS[args.model][k] for k in ("image_size", "batch_size", "lr"))
+        batch_size, lr = args.batch_size or batch_size, args.lr or lr
         epochs = args.epochs if args.epochs is not None else getattr(profile, f"{args.model}_epochs")
         minutes = args.minutes if args.minutes is not None else getattr(profile, f"{args.model}_minutes")
         ds = load_dataset(profile.name)       # "run 00_data first" when there is no dataset
         train, val = ds.images(size, "train"), ds.images(size, "val")
         seed_everything(profile.seed)          # as the notebook: same seed, same initial weights
         model = cls.named(args.config)
-        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=args.lr, batch_size=batch_size,
+        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=lr, batch_size=batch_size,
                              precision=args.precision, seed=profile.seed)
         path = checkpoint_path(profile.name, args.name or args.model)
         trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,

@@ -11,6 +11,7 @@ from helpers import checkpoints, paths, pipeline
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.profiles import PROFILES, get_profile
 from helpers.runtime import seed_everything
+from helpers.train import CLI_DEFAULTS
 
 
 def test_require_names_the_notebook_to_run_first(tmp_path):
@@ -138,3 +139,13 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
         tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
         assert "from helpers" in "".join("".join(c["source"]) for c in code), path.name
+
+
+@pytest.mark.parametrize("model,notebook", [("vqvae", "01_vqvae"), ("vqvae2", "03_vqvae2")])
+def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
+    """`python -m helpers.train --model M` trains as its notebook does: same peak LR and batch."""
+    nb = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    params = {}
+    exec("".join(cell["source"]), {}, params)
+    assert (params["LR"], params["BATCH_SIZE"]) == (CLI_DEFAULTS[model]["lr"], CLI_DEFAULTS[model]["batch_size"])
