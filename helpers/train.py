@@ -421,10 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
     parser.add_argument("--minutes", type=float, default=None, help="time budget (default: the profile's; 0: none)")
     parser.add_argument("--name", default=None, help="checkpoint name in artifacts/<profile>/ (default: the model)")
+    notebook_s = lambda key: ", ".join(f"{d[key]:g} for {m}" for m, d in CLI_DEFAULTS.items())  # noqa: E731
     parser.add_argument("--lr", type=float, default=None,
-                        help="Adam peak (default: the notebook's, 4e-3 for vqvae and 3e-3 for vqvae2)")
+                        help=f"Adam peak (default: the notebook's, {notebook_s('lr')})")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="per process (default: the notebook's, 64 for vqvae and 32 for vqvae2)")
+                        help=f"per process (default: the notebook's, {notebook_s('batch_size')})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the hardware has it natively, else fp32")
     args = parser.parse_args(argv)
