@@ -40,11 +40,12 @@ class Profile:
 
 PROFILES = {
     # CI and nbval: every code path runs once on a tiny subset; numbers mean nothing. Evaluations
-    # on 64 images per split: the Inception passes were the largest part of CI on a slow CPU.
+    # on 32 images per split and 16 samples, a quarter minute per group of priors: Inception passes
+    # and prior minutes were most of CI's time on a slow CPU.
     "smoke": Profile("smoke", max_emojis=120, vqvae_epochs=2, vqvae_minutes=0.5,
-                     prior_epochs=1, prior_minutes=0.5, vqvae2_epochs=1, vqvae2_minutes=0.5,
-                     prior2_epochs=1, prior2_minutes=0.5, superres_epochs=1, superres_minutes=0.25,
-                     n_samples=32, eval_limit=64),
+                     prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
+                     prior2_epochs=1, prior2_minutes=0.25, superres_epochs=1, superres_minutes=0.25,
+                     n_samples=16, eval_limit=32),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
     # every evaluation on 200 images per split (its numbers are not comparable with full's). No
     # augmented codes: a prior that trains for about one pass over the train codes gains nothing
