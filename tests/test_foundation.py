@@ -7,6 +7,7 @@ import nbformat
 import pytest
 import torch
 
+from _notebooks import parameters_cells, read, source
 from helpers import checkpoints, paths, pipeline
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.profiles import PROFILES, get_profile
@@ -129,10 +130,6 @@ def test_pipeline_selects_from_and_only(tmp_path):
         pipeline.select(chain, only=["09"])
 
 
-def _parameters_cells(nb: dict) -> list[dict]:
-    return [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-
-
 def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
     found = pipeline.notebooks()
     assert found, "no notebooks found"
@@ -140,7 +137,7 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
         nb = json.loads(path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
-        tagged = _parameters_cells(nb)
+        tagged = parameters_cells(nb)
         assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
         assert "from helpers" in "".join("".join(c["source"]) for c in code), path.name
 
@@ -148,8 +145,7 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
 @pytest.mark.parametrize("model,notebook", [("vqvae", "01_vqvae"), ("vqvae2", "03_vqvae2")])
 def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
     """`python -m helpers.train --model M` trains as its notebook does: same peak LR and batch."""
-    nb = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())
-    (cell,) = _parameters_cells(nb)
+    (cell,) = parameters_cells(read(notebook))
     params = {}
-    exec("".join(cell["source"]), {}, params)
+    exec(source(cell), {}, params)
     assert (params["LR"], params["BATCH_SIZE"]) == (CLI_DEFAULTS[model]["lr"], CLI_DEFAULTS[model]["batch_size"])

@@ -5,10 +5,9 @@ folders (a kernel per notebook cost ~10 s each); one notebook also runs in a rea
 papermill, to show the error reaches the user the same way there.
 """
 
-import json
-
 import pytest
 
+from _notebooks import parameters_cells, read, source
 from helpers import paths
 
 EXPECTED = {"01_vqvae": "run 00_data first", "02_pixelcnn": "run 01_vqvae first",
@@ -23,19 +22,17 @@ def empty_folders(tmp_path, monkeypatch):
     return tmp_path
 
 
-def code_cells(name: str) -> list[str]:
-    notebook = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
-    return ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_set_up_cell_on_empty_folders_names_the_producer(name, empty_folders):
-    parameters, set_up, *_ = code_cells(name)
+    nb = read(name)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    (parameters,) = parameters_cells(nb)
+    set_up = code[code.index(parameters) + 1]            # the cell after papermill's injected one
     namespace = {}
-    exec(compile(parameters, f"{name}[parameters]", "exec"), namespace)
+    exec(compile(source(parameters), f"{name}[parameters]", "exec"), namespace)
     namespace["PROFILE"] = "smoke"                       # as papermill's injected cell would set it
     with pytest.raises(paths.MissingArtifactError, match=EXPECTED[name]):
-        exec(compile(set_up, f"{name}[set-up]", "exec"), namespace)
+        exec(compile(source(set_up), f"{name}[set-up]", "exec"), namespace)
 
 
 @pytest.mark.slow
