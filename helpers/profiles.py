@@ -3,13 +3,16 @@
 Notebooks hold a literal ``PROFILE`` in their ``parameters`` cell and turn it
 into a :class:`Profile` here, in the cell after, so papermill overrides work.
 Budgets are for 2 CPU cores (the reference machine in the README); every
-training loop stops at whichever comes first, its epochs or its minutes.
+training loop stops at whichever comes first, its epochs or its minutes. On a
+slower machine, $EMOJIVQ_MINUTES_SCALE multiplies every training budget (README,
+"On a CPU without fast bf16").
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 DEFAULT_PROFILE = "full"
 
@@ -33,6 +36,7 @@ class Profile:
                                  # and inpainting metrics, super-resolution): a seeded subset; None = all
     augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
     seed: int = 0
+    minutes_scale: float = 1.0   # the factor the *_minutes above were multiplied by ($EMOJIVQ_MINUTES_SCALE)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,10 +67,32 @@ PROFILES = {
 }
 
 
+MINUTES_FIELDS = ("vqvae_minutes", "prior_minutes", "vqvae2_minutes", "prior2_minutes", "superres_minutes")
+
+
 def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name`` (default: $EMOJIVQ_PROFILE, else "full")."""
+    """The profile called ``name`` (default: $EMOJIVQ_PROFILE, else "full"), its training minutes
+    multiplied by :func:`minutes_scale`."""
     name = name or os.environ.get("EMOJIVQ_PROFILE", DEFAULT_PROFILE)
     try:
-        return PROFILES[name]
+        profile = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+    scale = minutes_scale()
+    if scale == 1:
+        return profile
+    return replace(profile, minutes_scale=scale, **{f: getattr(profile, f) * scale for f in MINUTES_FIELDS})
+
+
+def minutes_scale() -> float:
+    """$EMOJIVQ_MINUTES_SCALE (default 1): the factor every training budget is multiplied by, so a
+    machine slower than the reference one can train the same number of steps (3 on a CPU without
+    fast bf16, where training runs at about a third of the reference speed)."""
+    raw = os.environ.get("EMOJIVQ_MINUTES_SCALE", "").strip()
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"EMOJIVQ_MINUTES_SCALE must be a positive number, not {raw!r}")
+    return scale
