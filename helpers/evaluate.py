@@ -153,3 +153,16 @@ def choose_sampling(prior, vqvae, settings: list[dict], real_features: torch.Ten
                                                              real_features),
                      "blank_share": blank_share(images)})
     return rows
+
+
+def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
+    """The row of :func:`choose_sampling` with the lowest val FID among those whose samples are
+    nearly blank less often than ``max_blank``; when none is, the one with the fewest blank samples
+    (FID breaks ties). A low temperature piles probability onto the background code, and FID alone
+    can prefer a setting whose samples are often empty (README, "Temperature")."""
+    if not rows:
+        raise ValueError("pick_setting needs at least one scored setting")
+    kept = [r for r in rows if r["blank_share"] < max_blank]
+    if kept:
+        return min(kept, key=lambda r: r["val_fid"])
+    return min(rows, key=lambda r: (r["blank_share"], r["val_fid"]))

@@ -135,6 +135,22 @@ def test_choose_sampling_gives_val_fid_and_blank_share_per_setting_in_order():
     assert again[0] == rows[0]                      # seeded: the same samples, the same figures
 
 
+def test_pick_setting_takes_the_best_fid_among_settings_with_few_blank_samples():
+    from helpers.evaluate import pick_setting
+
+    rows = [{"temperature": 0.5, "val_fid": 140.0, "blank_share": 0.065},
+            {"temperature": 0.6, "val_fid": 145.0, "blank_share": 0.015},
+            {"temperature": 0.7, "val_fid": 150.0, "blank_share": 0.0}]
+    assert pick_setting(rows)["temperature"] == 0.6               # 0.5 has the best FID, 6.5 % blank
+    assert pick_setting(rows, max_blank=0.1)["temperature"] == 0.5
+    assert pick_setting(rows, max_blank=0.015)["temperature"] == 0.7   # the limit itself is too many
+    # none under the limit: the fewest blank samples, then the better FID
+    worse = [{**r, "blank_share": b} for r, b in zip(rows, (0.6, 0.2, 0.2))]
+    assert pick_setting(worse)["temperature"] == 0.6
+    with pytest.raises(ValueError, match="at least one"):
+        pick_setting([])
+
+
 def _guided(model, codes, labels, w, cond=None):
     """Classifier-free guided logits (B, K, H, W) of ``codes`` from two full forward passes."""
     null = torch.full_like(labels, model.config.num_classes)
