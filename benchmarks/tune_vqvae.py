@@ -3,7 +3,7 @@
     python benchmarks/tune_vqvae.py --config default --minutes 5 --lr 4e-3 --set num_codes=1024 ssim_weight=0.2
 
 The default config in helpers/models/vqvae.py was chosen with this script
-(the runs and their numbers are listed in the README, "Choosing the VQ-VAE").
+(the runs and their numbers are listed in docs/EXPERIMENTS.md, "Choosing the VQ-VAE").
 """
 
 from __future__ import annotations

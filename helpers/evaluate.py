@@ -159,7 +159,7 @@ def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
     """The row of :func:`choose_sampling` with the lowest val FID among those whose samples are
     nearly blank less often than ``max_blank``; when none is, the one with the fewest blank samples
     (FID breaks ties). A low temperature piles probability onto the background code, and FID alone
-    can prefer a setting whose samples are often empty (README, "Temperature")."""
+    can prefer a setting whose samples are often empty (docs/EXPERIMENTS.md, "The priors")."""
     if not rows:
         raise ValueError("pick_setting needs at least one scored setting")
     kept = [r for r in rows if r["blank_share"] < max_blank]

@@ -51,7 +51,7 @@ class VQVAEConfig:
 
 
 # The report's configuration (codebook 256, hidden 256, embedding 256) and ours.
-# "default" is chosen by measurement on 2 CPU cores (README, "Choosing the VQ-VAE"): 1024 codes of
+# "default" is chosen by measurement on 2 CPU cores (docs/EXPERIMENTS.md, "Choosing the VQ-VAE"): 1024 codes of
 # dim 32 beat 512 of dim 64 by 0.5 dB at equal time, with every code still in use.
 VQVAE_CONFIGS = {
     "report": VQVAEConfig(num_codes=256, hidden=256, embed_dim=256, res_hidden=64,
