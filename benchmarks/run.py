@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -37,7 +36,7 @@ from helpers.models.pixelsnail import PixelSNAIL
 from helpers.models.superres import SuperRes
 from helpers.models.vqvae import VQVAE
 from helpers.models.vqvae2 import VQVAE2
-from helpers.runtime import native_bf16, resolve_precision
+from helpers.runtime import machine, resolve_precision
 from helpers.sampling import sample_codes, sample_codes_naive
 from helpers.train import TrainConfig, Trainer
 
@@ -193,9 +192,7 @@ def main() -> None:
     p.add_argument("--skip-fid", action="store_true")
     args = p.parse_args()
     only = set(filter(None, args.only.split(","))) or None
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                          "fast_bf16": native_bf16("cpu"), "training_precision": resolve_precision("auto"),
+    result = {"machine": {**machine(), "training_precision": resolve_precision("auto"),
                           "load_avg_1min": os.getloadavg()[0]},
               "training": bench_training(args.steps, args.repeats, only), "sampling": bench_sampling(args.naive, only)}
     if not args.skip_fid:

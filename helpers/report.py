@@ -160,9 +160,26 @@ def protocol_text(metrics: dict | None) -> str:
     if "profile" in p:
         parts.append(f"profile {p['profile']}")
     for name, sub in p.items():   # sub-protocols (extensions.json: inpainting, superres)
-        if isinstance(sub, dict) and name != "n_eval":
+        if isinstance(sub, dict) and name not in ("n_eval", "machine"):
             parts.append(f"{name}: {protocol_text({'protocol': sub})}")
     return "; ".join(parts) if parts else DASH
+
+
+def machine_text(metrics: dict | None) -> str:
+    """Where a metrics file was made, in a few words: CPU, its vector instructions, the training
+    precision "auto" took there, threads, commit (:func:`helpers.runtime.machine`); and the
+    training-budget factor when there was one."""
+    p = (metrics or {}).get("protocol") or {}
+    m = p.get("machine")
+    if not isinstance(m, dict):
+        return "not recorded"
+    parts = [f"{m.get('cpu', '?')} {m.get('cpu_capability', '?')}",
+             "bf16 training" if m.get("fast_bf16") else "fp32 training (no fast bf16)",
+             f"{m.get('threads', '?')} threads", f"torch {m.get('torch', '?')}",
+             f"commit {m.get('commit') or '?'}"]
+    if p.get("minutes_scale", 1) != 1:
+        parts.append(f"budgets x {p['minutes_scale']:g}")
+    return ", ".join(parts)
 
 
 def row_protocol(row: Row, metrics: dict | None) -> str:
@@ -282,7 +299,8 @@ def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
     for note in notes:
         print(f"note: {note}")
     table = _frame(rows)
-    protocols = pd.DataFrame([{"metrics file": f"{stage}.json", "protocol": protocol_text(found[stage])}
+    protocols = pd.DataFrame([{"metrics file": f"{stage}.json", "protocol": protocol_text(found[stage]),
+                               "ran on": machine_text(found[stage])}
                               for stage in STAGES if stage in found and stage != "timing"])
     figures = copy_figures(profile, out_dir)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
+import subprocess
 
 import numpy as np
 import torch
+
+from . import paths
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -56,3 +60,28 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+def machine() -> dict:
+    """Where a measurement ran, for its metrics file or benchmark: the CPU and the vector
+    instructions PyTorch uses on it ("AVX512", "AVX2", ...), whether it has fast bf16 (so whether
+    "auto" trained in bf16), threads, torch, and the project's commit (:func:`git_commit`).
+    Time-budgeted figures depend on all of them: an AVX2-only CPU trains about a third of the
+    steps of the reference machine in the same minutes."""
+    return {"cpu": platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_bf16": native_bf16("cpu"), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "commit": git_commit()}
+
+
+def git_commit(root: os.PathLike | str = paths.PROJECT_ROOT) -> str | None:
+    """The short commit of the checkout at ``root``, "+dirty" when tracked files differ from it;
+    None outside a git checkout or without git."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--abbrev=7", "--dirty=+dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None

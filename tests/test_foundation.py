@@ -50,12 +50,16 @@ def test_minutes_scale_multiplies_every_training_budget_and_the_metrics_say_so(m
     assert (scaled.vqvae_epochs, scaled.n_samples, scaled.eval_limit) == (full.vqvae_epochs, full.n_samples,
                                                                            full.eval_limit)
     evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
-    assert evaluate.load_metrics("full", "vqvae")["protocol"] == {"seed": 0, "minutes_scale": 3.0}
+    protocol = evaluate.load_metrics("full", "vqvae")["protocol"]
+    assert protocol.pop("machine")["commit"] == runtime.git_commit()
+    assert protocol == {"seed": 0, "minutes_scale": 3.0}
 
     monkeypatch.delenv("EMOJIVQ_MINUTES_SCALE")
     assert get_profile("full") == full and full.minutes_scale == 1
     evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
-    assert evaluate.load_metrics("full", "vqvae")["protocol"] == {"seed": 0}
+    protocol = evaluate.load_metrics("full", "vqvae")["protocol"]
+    assert set(protocol.pop("machine")) == {"cpu", "cpu_capability", "fast_bf16", "threads", "torch", "commit"}
+    assert protocol == {"seed": 0}
     for bad in ("0", "-2", "fast", "nan", "inf"):
         monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", bad)
         with pytest.raises(ValueError, match="EMOJIVQ_MINUTES_SCALE must be a positive number"):
@@ -82,6 +86,34 @@ def test_pipeline_names_the_budget_factor_or_suggests_one_on_a_slow_cpu(monkeypa
     with pytest.raises(ValueError, match="EMOJIVQ_MINUTES_SCALE"):
         pipeline.main(["--profile", "smoke", "--only", "00"])
     assert not (tmp_path / "smoke" / "runs" / "00_data.ipynb").exists()
+
+
+def test_metrics_name_the_machine_and_the_commit_they_came_from(monkeypatch, tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert runtime.git_commit(repo) is None                       # not a checkout
+    git("init", "-q")
+    (repo / "a.txt").write_text("one")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert runtime.git_commit(repo) == head
+    (repo / "a.txt").write_text("two")                            # a run of uncommitted code says so
+    assert runtime.git_commit(repo) == head + "+dirty"
+
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    monkeypatch.setattr(runtime, "git_commit", lambda: "abc1234")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": False)
+    evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
+    m = evaluate.load_metrics("full", "vqvae")["protocol"]["machine"]
+    assert (m["commit"], m["fast_bf16"], m["threads"]) == ("abc1234", False, torch.get_num_threads())
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and m["torch"] == torch.__version__
 
 
 def test_seed_everything_repeats_draws():

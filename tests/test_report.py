@@ -124,3 +124,24 @@ def test_a_subset_evaluation_is_named_in_the_protocol_and_the_row(artifacts):
     assert "evaluated on 50 train / 40 val" in text and "n_eval" not in text
     whole = {**PROTOCOL32, "n_eval": {"train": 800, "val": 200}}    # every image: nothing to add
     assert report.protocol_text({"protocol": whole}) == report.protocol_text({"protocol": PROTOCOL32})
+
+
+def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(artifacts, tmp_path):
+    machine = {"cpu": "x86_64", "cpu_capability": "AVX2", "fast_bf16": False, "threads": 2,
+               "torch": "2.14.1", "commit": "abc1234"}
+    recorded = {**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": machine, "minutes_scale": 3.0}}
+    text = report.machine_text(recorded)
+    assert text == ("x86_64 AVX2, fp32 training (no fast bf16), 2 threads, torch 2.14.1, commit abc1234, "
+                    "budgets x 3")
+    assert "machine" not in report.protocol_text(recorded)        # not mistaken for a sub-protocol
+    assert report.machine_text({**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": {
+        **machine, "cpu_capability": "AVX512", "fast_bf16": True}}}).startswith("x86_64 AVX512, bf16 training,")
+    assert report.machine_text(METRICS["vqvae"]) == "not recorded"   # metrics files from before it was kept
+
+    _write(artifacts, ["prior_vqvae"])
+    (artifacts / "vqvae.json").write_text(json.dumps(recorded))
+    text = report.write_results("smoke", tmp_path / "docs").read_text()
+    assert "| metrics file | protocol | ran on |" in text
+    assert "| vqvae.json |" in text and "commit abc1234, budgets x 3 |" in text
+    assert "| prior_vqvae.json |" in text and "| not recorded |" in text
+
