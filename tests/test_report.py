@@ -144,4 +144,3 @@ def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(ar
     assert "| metrics file | protocol | ran on |" in text
     assert "| vqvae.json |" in text and "commit abc1234, budgets x 3 |" in text
     assert "| prior_vqvae.json |" in text and "| not recorded |" in text
-
