@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import metrics  # noqa: E402
+from helpers.runtime import machine  # noqa: E402
 
 
 def benchmark_images(n: int, size: int) -> tuple[torch.Tensor, str]:
@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
         "features_equal_within_1e-4": bool(diff.max() <= 1e-4),
         "n_images": len(images), "image_size": args.size, "batch_size": args.batch_size,
         "repeats": args.repeats, "images_from": source,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "machine": machine(),   # CPU, vector instructions, fast bf16, threads, torch, commit
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
     if not args.no_cache_check:

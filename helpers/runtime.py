@@ -75,8 +75,9 @@ def machine() -> dict:
 
 
 def git_commit(root: os.PathLike | str = paths.PROJECT_ROOT) -> str | None:
-    """The short commit of the checkout at ``root``, "+dirty" when tracked files differ from it;
-    None outside a git checkout or without git."""
+    """``git describe`` of the checkout at ``root``: its short commit (prefixed by the nearest tag,
+    if the repository has tags), "+dirty" when tracked files differ from it; None outside a git
+    checkout or without git."""
     try:
         out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--abbrev=7", "--dirty=+dirty"],
                              capture_output=True, text=True, timeout=10)
