@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import torch
 
-from helpers.data import load_dataset, to_unit
+from helpers.data import load_dataset
+from helpers.tensors import to_unit
 from helpers.metrics import codebook_usage, reconstruction_metrics_batched
 from helpers.models.vqvae2 import VQVAE2, VQVAE2_CONFIGS
 from helpers.runtime import seed_everything

@@ -13,7 +13,7 @@ import torch
 
 from . import paths
 from .checkpoints import atomic_write_json
-from .data import to_uint8
+from .tensors import to_uint8
 from .metrics import codebook_usage, reconstruction_metrics_batched
 from .profiles import minutes_scale
 from .runtime import machine
@@ -48,6 +48,18 @@ def reconstruction_report(model: torch.nn.Module, splits: dict[str, torch.Tensor
         for key, value in reconstruction_metrics_batched(images, recons[split]).items():
             metrics[f"{split}_{key}"] = value
     return metrics, recons
+
+
+def per_vendor(images: torch.Tensor, recons: torch.Tensor, vendor: torch.Tensor, vendor_names: list[str]) -> list[dict]:
+    """PSNR / SSIM of ``recons`` against ``images`` for each vendor's rows (``vendor``: its index per
+    row): does the autoencoder serve every drawing style alike?"""
+    rows = []
+    for v, name in enumerate(vendor_names):
+        sel = vendor == v
+        if sel.any():
+            m = reconstruction_metrics_batched(images[sel], recons[sel])
+            rows.append({"vendor": name, "images": int(sel.sum()), "psnr": m["psnr"], "ssim": m["ssim"]})
+    return rows
 
 
 def usage_report(codes: torch.Tensor, num_codes: int, suffix: str = "") -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import to_uint8
+from .tensors import to_uint8
 from .metrics import PSNR_CAP_DB, reconstruction_metrics_batched, reconstruction_per_image
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ PROFILES = {
     # CI and nbval: every code path runs once on a tiny subset; numbers mean nothing. Evaluations
     # on 32 images per split and 16 samples, a quarter minute per group of priors: Inception passes
     # and prior minutes were most of CI's time on a slow CPU.
-    "smoke": Profile("smoke", max_emojis=120, vqvae_epochs=2, vqvae_minutes=0.5,
+    "smoke": Profile("smoke", max_emojis=60, vqvae_epochs=2, vqvae_minutes=0.5,
                      prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
                      prior2_epochs=1, prior2_minutes=0.25, superres_epochs=1, superres_minutes=0.25,
                      n_samples=16, eval_limit=32),

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import to_uint8
+from .tensors import to_uint8
 
 
 def _filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:

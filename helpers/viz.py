@@ -1,7 +1,7 @@
 """Plots for the notebooks: small, generic, each returns its matplotlib Figure.
 
 Images are taken as stored (uint8 NCHW) or as model outputs already mapped to [0, 1]
-(``helpers.data.to_unit``); nothing here knows about datasets or models.
+(``helpers.tensors.to_unit``); nothing here knows about datasets or models.
 """
 
 from __future__ import annotations
@@ -112,10 +112,12 @@ def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str |
 
 
 def table(rows: dict | Sequence[dict], *, index: str | None = None, floatfmt: str = "{:.4g}"):
-    """A pandas DataFrame for display: one row per dict (or one column of key/value pairs for a dict)."""
+    """A pandas DataFrame for display: one row per dict (or one column of key/value pairs for a dict,
+    whose nested lists and dicts are left out: show them as tables of their own)."""
     import pandas as pd
 
     if isinstance(rows, dict):
+        rows = {k: v for k, v in rows.items() if not isinstance(v, (list, dict))}
         df = pd.DataFrame({"value": [floatfmt.format(v) if isinstance(v, float) else v for v in rows.values()]},
                           index=list(rows.keys()))
         return df

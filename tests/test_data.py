@@ -21,7 +21,8 @@ from PIL import Image
 from helpers import data, paths
 from helpers.data import (BadImage, ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError,
                           build_dataset, composite_on_white, extract, fetch, load_catalog, load_dataset,
-                          normalize_code, open_image, resolve_source, split, to_model_input, to_rgba, to_unit)
+                          normalize_code, open_image, resolve_source, split, to_rgba)
+from helpers.tensors import augmented_copies, shift_on_white, to_model_input, to_unit
 from helpers.profiles import get_profile
 
 TEST_PROFILE = dataclasses.replace(get_profile("smoke"), name="test", max_emojis=None)
@@ -150,9 +151,10 @@ def test_vendor_png_downsample_is_antialiased(tmp_path):
     path = tmp_path / "board.png"
     Image.fromarray(board).save(path)
     item = data.Item("google", path, "png", "X", "x", "x", "c", (0,))
-    r32, r64, r128, _ = data._decode_item(item)
-    assert r64.shape == (64, 64, 3) and r32.shape == (32, 32, 3) and r128 is None
-    assert np.abs(r32.astype(int) - 128).max() < 16
+    framed, _ = data.decode_item(item)
+    r32, r64 = framed.images[32], framed.images[64]
+    assert r64.shape == (64, 64, 3) and r32.shape == (32, 32, 3) and 128 not in framed.images
+    assert np.abs(r32[4:-4, 4:-4].astype(int) - 128).max() < 16
 
 
 def test_codes_match_with_or_without_fe0f_and_leading_zeros():
@@ -273,25 +275,25 @@ def test_load_dataset_and_value_ranges(project):
 
 def test_shift_on_white_moves_the_picture_and_fills_white():
     images = torch.randint(0, 200, (2, 3, 6, 5), dtype=torch.uint8)    # no white pixel inside
-    down = data.shift_on_white(images, 2, 0)
+    down = shift_on_white(images, 2, 0)
     assert torch.equal(down[:, :, 2:], images[:, :, :4]) and (down[:, :, :2] == 255).all()
-    left = data.shift_on_white(images, 0, -1)
+    left = shift_on_white(images, 0, -1)
     assert torch.equal(left[:, :, :, :4], images[:, :, :, 1:]) and (left[:, :, :, 4] == 255).all()
-    both = data.shift_on_white(images, -1, 3)
+    both = shift_on_white(images, -1, 3)
     assert torch.equal(both[:, :, :5, 3:], images[:, :, 1:, :2]) and (both == 255).sum() == 2 * 3 * (6 * 5 - 5 * 2)
-    assert torch.equal(data.shift_on_white(images, 0, 0), images)
+    assert torch.equal(shift_on_white(images, 0, 0), images)
     with pytest.raises(ValueError, match="leaves nothing"):
-        data.shift_on_white(images, 6, 0)
+        shift_on_white(images, 6, 0)
 
 
 def test_augmented_copies_are_the_mirror_then_four_shifts_in_order():
     images = torch.randint(0, 200, (2, 3, 6, 5), dtype=torch.uint8)
-    copies = data.augmented_copies(images, flip=True, shift=1)
+    copies = augmented_copies(images, flip=True, shift=1)
     assert len(copies) == 5 and torch.equal(copies[0], images.flip(-1))
     for copy, move in zip(copies[1:], [(1, 0), (-1, 0), (0, 1), (0, -1)]):
-        assert torch.equal(copy, data.shift_on_white(images, *move))
-    assert data.augmented_copies(images, flip=False, shift=0) == []
-    assert len(data.augmented_copies(images, flip=False, shift=2)) == 4
+        assert torch.equal(copy, shift_on_white(images, *move))
+    assert augmented_copies(images, flip=False, shift=0) == []
+    assert len(augmented_copies(images, flip=False, shift=2)) == 4
 
 
 # ----------------------------------------------------------------------------- pinned sources
@@ -455,12 +457,116 @@ def test_changed_folder_is_rebuilt(project):
 
 # ----------------------------------------------------------------------------- the real packages
 
-def test_real_twemoji_file_names_match_the_catalogue():
-    """With the pinned packages already in data/raw (00_data ran), almost every Twemoji file
-    must find its emoji.json entry despite dropped FE0F and leading zeros."""
-    tw, go = resolve_source("twemoji"), resolve_source("google")
-    if not ((paths.RAW_DIR / tw.tarball).exists() and (paths.RAW_DIR / go.tarball).exists()):
+@pytest.mark.parametrize("vendor, min_items, max_unknown", [
+    ("twemoji", 3600, 80),     # drops FE0F and leading zeros
+    ("openmoji", 3780, 720),   # upper case; its private-use extras are not emojis
+    ("fluent3d", 3370, 5),     # lower case, "_" in subdivision flags without their CANCEL TAG
+])
+def test_real_vendor_file_names_match_the_catalogue(vendor, min_items, max_unknown):
+    """With the pinned packages already in data/raw (00_data ran), almost every file of a vendor
+    must find its emoji.json entry despite each vendor's spelling of codes."""
+    src, go = resolve_source(vendor), resolve_source("google")
+    if not ((paths.RAW_DIR / src.tarball).exists() and (paths.RAW_DIR / go.tarball).exists()):
         pytest.skip("the pinned packages are not in data/raw (run 00_data)")
     catalog = load_catalog(data.unpack(go) / go.catalog)
-    items, unknown = data._npm_items(tw, data.unpack(tw), catalog)
-    assert len(items) >= 3600 and len(unknown) <= 80
+    items, unknown = data.npm_items(src, data.unpack(src), catalog)
+    assert len(items) >= min_items and len(unknown) <= max_unknown
+
+
+# ----------------------------------------------------------------------------- framing and the new vendors
+
+def _rgba_rect(side: int, top: int, left: int, h: int, w: int, opaque_background: bool = False) -> np.ndarray:
+    rgba = np.zeros((side, side, 4), np.uint8)
+    if opaque_background:
+        rgba[...] = 255
+    rgba[top:top + h, left:left + w] = (200, 30, 30, 255)
+    return rgba
+
+
+def _drawn_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    opaque = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    return data.content_box(opaque)
+
+
+@pytest.mark.parametrize("opaque_background", [False, True])
+def test_frame_centres_the_content_box_at_the_frame_share(opaque_background):
+    # An off-centre 30 x 20 px drawing on a 100 px canvas; without transparency the box is the non-white pixels.
+    framed = data.frame(_rgba_rect(100, 10, 60, 30, 20, opaque_background), sizes=(32,), always=(32,))
+    top, left, bottom, right = _drawn_box(framed.images[32])
+    assert bottom - top == 30 and abs((top + bottom) / 2 - 16) <= 0.5      # 15/16 of 32 px, centred
+    assert abs((right - left) - 20) <= 1 and abs((left + right) / 2 - 16) <= 1
+    assert framed.share == pytest.approx(0.3)
+
+
+def test_the_same_drawing_at_different_margins_is_framed_alike():
+    yy, xx = np.mgrid[:256, :256]
+    def disc(radius):
+        rgba = np.zeros((256, 256, 4), np.uint8)
+        rgba[(yy - 128) ** 2 + (xx - 128) ** 2 < radius ** 2] = (250, 200, 20, 255)
+        return rgba
+    edge_to_edge, small = data.frame(disc(128), sizes=(32,)), data.frame(disc(80), sizes=(32,))
+    assert small.share < 0.65 < 0.99 < edge_to_edge.share
+    diff = np.abs(edge_to_edge.images[32].astype(int) - small.images[32].astype(int))
+    assert diff.mean() < 3
+
+
+def test_frame_makes_128_px_only_where_the_crop_has_the_pixels():
+    assert sorted(data.frame(_rgba_rect(64, 2, 2, 60, 60)).images) == [32, 64]          # a 64 px PNG
+    assert sorted(data.frame(_rgba_rect(256, 20, 20, 200, 200)).images) == [32, 64, 128]
+    small = data.frame(_rgba_rect(256, 100, 100, 40, 40))                              # a 43 px crop
+    assert sorted(small.images) == [32, 64] and small.images[64].shape == (64, 64, 3)
+
+
+def test_empty_drawing_keeps_the_whole_canvas():
+    assert data.content_box(np.zeros((10, 12, 4), np.uint8)) == (0, 0, 10, 12)
+
+
+def test_subdivision_flag_without_its_cancel_tag_matches_the_catalogue():
+    # Fluent 3D: "1f3f4-e0067_e0062_e0065_e006e_e0067"; emoji.json: "1F3F4-E0067-...-E0067-E007F".
+    assert normalize_code("1f3f4-e0067_e0062_e0065_e006e_e0067") == \
+        normalize_code("1F3F4-E0067-E0062-E0065-E006E-E0067-E007F")
+    assert normalize_code("1F3F4") == "1f3f4"
+
+
+def _add_source(project, key, npm, files: dict[str, bytes], fmt: str, images: str = "package/"):
+    """Pin one more npm-like tarball in the project's manifest (not in its default set)."""
+    manifest = json.loads((project / "sources.json").read_text())
+    tarball = _tar(project / "raw" / f"{key}-1.0.0.tgz", files)
+    manifest["sources"][key] = {"npm": npm, "version": "1.0.0", "tarball": tarball.name, "format": fmt,
+                                "sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
+                                "images": images, "license": "test"}
+    (project / "sources.json").write_text(json.dumps(manifest))
+
+
+def _webp(rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="WEBP", lossless=True)
+    return buf.getvalue()
+
+
+def test_webp_and_svg_vendors_skip_undecodable_files_and_name_them(project):
+    good = _webp(_rgba_rect(256, 30, 30, 190, 190))
+    _add_source(project, "fluent", "@test/fluent", {
+        "package/assets/1f600.webp": good, "package/assets/1f680.webp": good[: len(good) // 2],
+        "package/assets/270c.webp": good, "package/assets/e000.webp": good}, "webp", "package/assets/")
+    _add_source(project, "openmoji", "openmoji-test", {
+        "package/1F600.svg": _svg(3), "package/1F680.svg": b"<svg this is not"}, "svg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = build_dataset(["google", "fluent", "openmoji"], TEST_PROFILE, verbose=False)
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert any(m.startswith("fluent: skipped 1") and "1f680.webp" in m for m in skipped)
+    assert any(m.startswith("openmoji: skipped 1") and "1F680.svg" in m for m in skipped)
+    d = torch.load(out, weights_only=True)
+    fluent = d["vendor_names"].index("fluent")
+    assert sorted(c for c, v in zip(d["codes"], d["vendor"].tolist()) if v == fluent) == ["1F600", "270C-FE0F"]
+    assert d["left_out"] == {"google": 0, "fluent": 1, "openmoji": 0}      # e000: private use
+    fluent_rows = torch.nonzero(d["vendor"] == fluent).flatten()
+    assert torch.isin(fluent_rows, d["index128"]).all()                   # 256 px sources: genuine 128 px
+    assert d["content_share"].shape == (len(d["codes"]),)
+
+
+def test_unknown_image_format_in_the_manifest_is_refused(project):
+    _add_source(project, "odd", "@test/odd", {"package/1f600.bmp": b"x"}, "bmp")
+    with pytest.raises(DataError, match="format 'bmp'"):
+        build_dataset(["odd"], TEST_PROFILE, verbose=False)

@@ -309,3 +309,15 @@ def test_blank_share_counts_nearly_white_images_only():
     assert metrics.blank_share(images[:0]) == 0.0
     with pytest.raises(ValueError, match="uint8"):
         metrics.blank_share(images.float())
+
+
+def test_per_vendor_scores_each_vendors_rows_only():
+    from helpers import evaluate
+
+    images = torch.zeros(6, 3, 8, 8, dtype=torch.uint8)
+    recons = images.clone()
+    recons[3:] = 255                                          # vendor 1 reconstructed all wrong
+    vendor = torch.tensor([0, 0, 0, 1, 1, 2])
+    rows = evaluate.per_vendor(images, recons, vendor, ["a", "b", "c", "absent"])
+    assert [r["vendor"] for r in rows] == ["a", "b", "c"] and [r["images"] for r in rows] == [3, 2, 1]
+    assert rows[0]["psnr"] > 60 and rows[1]["psnr"] == pytest.approx(0.0, abs=1e-6)

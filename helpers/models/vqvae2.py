@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import to_model_input
+from ..tensors import to_model_input
 from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 from .vqvae import ResBlock, reconstruction_loss

@@ -1,0 +1,50 @@
+"""Tensor conversions and augmentations that data, models, sampling and plots all use.
+
+Images are stored as uint8 in [0, 255]; every model consumes float in [-1, 1]; metrics and
+plots take float in [0, 1]. Kept apart from ``helpers.data`` so that a model never imports
+the dataset code.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def shift_on_white(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) moved down by ``dy`` and right by ``dx`` pixels (negative: up,
+    left); what leaves the frame is dropped and the uncovered border is white, like the
+    background every emoji here is composited on."""
+    n, c, h, w = images.shape
+    if abs(dy) >= h or abs(dx) >= w:
+        raise ValueError(f"a shift of {(dy, dx)} pixels leaves nothing of {h}x{w} images")
+    out = torch.full_like(images, 255)
+    out[:, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def augmented_copies(images: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
+    """The copies of uint8 ``images`` a prior also trains on (as their codes): the mirrored
+    images if ``flip``, then the images moved ``shift`` pixels down, up, right and left on white
+    (none if ``shift`` is 0). A mirrored or slightly moved emoji is still an emoji."""
+    moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else []
+    return ([images.flip(-1)] if flip else []) + [shift_on_white(images, *m) for m in moves]
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (what every model consumes); float images are taken to be
+    in [-1, 1] already and come back as fp32."""
+    if images.dtype != torch.uint8:
+        return images.float()
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> [0, 1], clamped (what metrics and plots consume)."""
+    return x.float().add(1.0).div(2.0).clamp(0.0, 1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded (to store or show model outputs)."""
+    return to_unit(x).mul(255.0).round().to(torch.uint8)
+
