@@ -1,0 +1,52 @@
+"""Recognisable: does a sample drawn for a category look like that category? (the GAN-test)
+
+FID says how far two distributions are; a user asks "is this a cat?". Following Shmelkov et al.
+(2018, "How good is my GAN?"), a category classifier is trained once per dataset on the real
+train images (:class:`helpers.models.classifier.EmojiClassifier`, checkpointed like every
+model); its accuracy on the real val images is the reference, and the **recognisable share**
+of a set of category-conditioned samples is the share it assigns to the category they were
+drawn for, over that reference (1.0: as recognisable as unseen real emojis).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import paths
+from .models.classifier import ClassifierConfig, EmojiClassifier
+from .train import TrainConfig, Trainer
+
+
+def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, device=None) -> EmojiClassifier:
+    """Train (or resume, or load) the category classifier of ``size`` px images of dataset ``ds``:
+    ``artifacts/<profile>/classifier<size>.pt``."""
+    model = EmojiClassifier(ClassifierConfig(num_classes=len(ds.category_names), image_size=size))
+    train = (ds.images(size, "train"), ds.category[ds.rows("train")])
+    val = (ds.images(size, "val"), ds.category[ds.rows("val")])
+    trainer = Trainer(model, train, val, config, paths.checkpoint_path(profile, f"classifier{size}"),
+                      data_fingerprint=ds.fingerprint, extra={"image_size": size}, device=device)
+    return trainer.run()
+
+
+def accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of ``images`` the classifier assigns to ``labels``."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise ValueError("no images to classify")
+    return float((model.predict(images).cpu() == labels.cpu()).float().mean())
+
+
+def real_val_accuracy(model: EmojiClassifier, ds) -> float:
+    """The reference: the classifier's accuracy on the real val images (emojis it never saw)."""
+    size = model.config.image_size
+    return accuracy(model, ds.images(size, "val"), ds.category[ds.rows("val")])
+
+
+def recognisable(model: EmojiClassifier, samples: torch.Tensor, labels: torch.Tensor, reference: float) -> dict:
+    """``sample_accuracy`` of category-conditioned ``samples`` (drawn for ``labels``), the real val
+    accuracy ``reference`` and their ratio ``recognisable_share``."""
+    if not reference > 0:
+        raise ValueError(f"the real val accuracy must be positive, not {reference}")
+    acc = accuracy(model, samples, labels)
+    return {"sample_accuracy": acc, "real_val_accuracy": reference, "recognisable_share": acc / reference}
