@@ -34,6 +34,7 @@ class Profile:
     n_samples: int               # generated images per prior for FID/KID/PR
     eval_limit: int | None       # images per split that evaluations use (FID references, reconstruction
                                  # and inpainting metrics, super-resolution): a seeded subset; None = all
+    classifier_epochs: int = 15  # 02 / 04: the GAN-test's category classifier (helpers/recognise.py), per size
     augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
     seed: int = 0
     minutes_scale: float = 1.0   # the factor the *_minutes above were multiplied by ($EMOJIVQ_MINUTES_SCALE)
@@ -49,7 +50,7 @@ PROFILES = {
     "smoke": Profile("smoke", max_emojis=60, vqvae_epochs=2, vqvae_minutes=0.5,
                      prior_epochs=1, prior_minutes=0.25, vqvae2_epochs=1, vqvae2_minutes=0.5,
                      prior2_epochs=1, prior2_minutes=0.25, superres_epochs=1, superres_minutes=0.25,
-                     n_samples=16, eval_limit=32),
+                     n_samples=16, eval_limit=32, classifier_epochs=1),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
     # every evaluation on 200 images per split (its numbers are not comparable with full's). No
     # augmented codes: a prior that trains for about one pass over the train codes gains nothing
@@ -57,7 +58,7 @@ PROFILES = {
     "quick": Profile("quick", max_emojis=None, vqvae_epochs=30, vqvae_minutes=1.0,
                      prior_epochs=20, prior_minutes=1.0, vqvae2_epochs=15, vqvae2_minutes=1.0,
                      prior2_epochs=10, prior2_minutes=1.5, superres_epochs=5, superres_minutes=0.5,
-                     n_samples=200, eval_limit=200, augment=False),
+                     n_samples=200, eval_limit=200, augment=False, classifier_epochs=3),
     # The results: the quality targets of the README, at most 120 minutes for the chain, 40 for
     # 01 + 02 and 50 for 03 + 04 (Inception features included: about 15 minutes in each pair).
     "full": Profile("full", max_emojis=None, vqvae_epochs=400, vqvae_minutes=12,

@@ -47,7 +47,8 @@ def test_classifier_shapes_and_refuses_the_wrong_size():
     assert model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 5)
     with pytest.raises(ValueError, match="64 px"):
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="power of two"):
+    assert model.pool == 2                                   # judged at 32 px
+    with pytest.raises(ValueError, match="powers of two"):
         EmojiClassifier(ClassifierConfig(num_classes=2, image_size=48))
 
 
