@@ -15,7 +15,6 @@ from . import paths
 from .checkpoints import atomic_write_json
 from .tensors import to_uint8
 from .metrics import codebook_usage, reconstruction_metrics_batched
-from .profiles import minutes_scale
 from .runtime import machine
 
 
@@ -71,11 +70,7 @@ def usage_report(codes: torch.Tensor, num_codes: int, suffix: str = "") -> dict:
 
 def save_metrics(profile: str, stage: str, values: dict, protocol: dict) -> Path:
     """Write ``artifacts/<profile>/metrics/<stage>.json`` atomically, with its protocol beside the values:
-    the one given, the training-budget factor when a run was given one
-    (:func:`helpers.profiles.minutes_scale`), and the machine and commit it ran on
-    (:func:`helpers.runtime.machine`)."""
-    scale = minutes_scale()
-    protocol = protocol if scale == 1 else {**protocol, "minutes_scale": scale}
+    the one given, and the machine and commit it ran on (:func:`helpers.runtime.machine`)."""
     protocol = {**protocol, "machine": machine()}
     return atomic_write_json({**_plain(values), "protocol": _plain(protocol)}, paths.metrics_path(profile, stage))
 

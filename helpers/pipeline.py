@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import paths
-from .profiles import PROFILES, minutes_scale
+from .profiles import PROFILES
 
 
 def notebooks() -> list[Path]:
@@ -67,7 +67,6 @@ def run_chain(profile: str, chosen: list[Path], kernel: str | None = None) -> in
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["EMOJIVQ_PROFILE"] = profile   # so helpers imported by the kernel agree with the parameter
     os.environ["EMOJIVQ_STATIC"] = "1"        # the explorers store a static figure (helpers/widgets.py)
-    _say_budget_scale()
     chain_start = time.perf_counter()
     for i, notebook in enumerate(chosen, 1):
         output = out_dir / notebook.name
@@ -89,20 +88,6 @@ def run_chain(profile: str, chosen: list[Path], kernel: str | None = None) -> in
               f"(elapsed {total / 60:.1f} min)", flush=True)
     print(f"chain finished in {(time.perf_counter() - chain_start) / 60:.1f} min; executed notebooks in {out_dir}")
     return 0
-
-
-def _say_budget_scale() -> None:
-    """Name the training-budget factor of this run, or suggest one where training is slow."""
-    from .runtime import native_bf16, pick_device
-
-    scale = minutes_scale()   # a bad value fails here, before any notebook runs
-    device = pick_device()
-    if scale != 1:
-        print(f"training budgets x {scale:g} ($EMOJIVQ_MINUTES_SCALE)", flush=True)
-    elif device.type == "cpu" and not native_bf16(device):
-        print("note: this CPU has no fast bf16, so training runs at about a third of the reference machine's "
-              "speed and each time budget trains fewer steps; EMOJIVQ_MINUTES_SCALE=3 gives the budgets "
-              "three times the minutes (README, \"On a CPU without fast bf16\")", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,10 @@ ROWS = [
     Row("VQ-VAE 32x32", "codebook perplexity (val)", "vqvae", "val_perplexity", kind="num"),
     Row("PixelCNN prior (VQ-VAE)", "PixelCNN FID", "prior_vqvae", "pixelcnn.fid", 176, False, "fid"),
     Row("PixelCNN prior (VQ-VAE)", "gated PixelCNN FID", "prior_vqvae", "gated_pixelcnn.fid", None, False, "fid"),
+    Row("PixelCNN prior (VQ-VAE)", "PixelCNN recognisable share (GAN-test)", "prior_vqvae",
+        "pixelcnn.recognisable_share", kind="num"),
+    Row("PixelCNN prior (VQ-VAE)", "gated PixelCNN recognisable share (GAN-test)", "prior_vqvae",
+        "gated_pixelcnn.recognisable_share", kind="num"),
     Row("PixelCNN prior (VQ-VAE)", "FID of VQ-VAE val reconstructions", "prior_vqvae", "fid_recon", None, False, "fid"),
     Row("PixelCNN prior (VQ-VAE)", "FID floor (val images)", "prior_vqvae", "fid_floor", None, False, "fid"),
     Row("VQ-VAE-2 64x64", "val PSNR (dB)", "vqvae2", "val_psnr", 22.83, kind="psnr"),
@@ -59,6 +63,10 @@ ROWS = [
     Row("VQ-VAE-2 64x64", "bottom codebook usage (val)", "vqvae2", "val_code_usage_bottom", 0.5664, kind="share"),
     Row("VQ-VAE-2 priors", "PixelSNAIL FID", "prior_vqvae2", "pixelsnail.fid", 341, False, "fid"),
     Row("VQ-VAE-2 priors", "PixelCNN FID", "prior_vqvae2", "pixelcnn.fid", 416, False, "fid"),
+    Row("VQ-VAE-2 priors", "PixelSNAIL recognisable share (GAN-test)", "prior_vqvae2",
+        "pixelsnail.recognisable_share", kind="num"),
+    Row("VQ-VAE-2 priors", "PixelCNN recognisable share (GAN-test)", "prior_vqvae2",
+        "pixelcnn.recognisable_share", kind="num"),
     Row("VQ-VAE-2 priors", "FID of VQ-VAE-2 val reconstructions", "prior_vqvae2", "fid_recon", None, False, "fid"),
     Row("VQ-VAE-2 priors", "FID floor (val images)", "prior_vqvae2", "fid_floor", None, False, "fid"),
     Row("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)", "extensions", "inpainting.autoencoder.val_psnr",
@@ -138,6 +146,15 @@ def lookup(metrics: dict, key: str):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def time_capped(metrics: dict | None, key: str) -> bool:
+    """Did the wall-clock cap cut the training behind the value at ``key``? (Its own dict says so:
+    ``pixelcnn.fid`` -> ``pixelcnn.time_capped``, ``val_psnr`` -> ``time_capped``.)"""
+    owner = metrics or {}
+    for part in key.split(".")[:-1]:
+        owner = owner.get(part) if isinstance(owner, dict) else None
+    return isinstance(owner, dict) and owner.get("time_capped") is True
+
+
 def protocol_text(metrics: dict | None) -> str:
     """The protocol of one metrics file in a few words: split, image counts, image size, N samples."""
     p = (metrics or {}).get("protocol") or {}
@@ -167,8 +184,7 @@ def protocol_text(metrics: dict | None) -> str:
 
 def machine_text(metrics: dict | None) -> str:
     """Where a metrics file was made, in a few words: CPU, its vector instructions, the training
-    precision "auto" took there, threads, commit (:func:`helpers.runtime.machine`); and the
-    training-budget factor when there was one."""
+    precision "auto" took there, threads, commit (:func:`helpers.runtime.machine`)."""
     p = (metrics or {}).get("protocol") or {}
     m = p.get("machine")
     if not isinstance(m, dict):
@@ -177,8 +193,6 @@ def machine_text(metrics: dict | None) -> str:
              "bf16 training" if m.get("fast_bf16") else "fp32 training (no fast bf16)",
              f"{m.get('threads', '?')} threads", f"torch {m.get('torch', '?')}",
              f"commit {m.get('commit') or '?'}"]
-    if p.get("minutes_scale", 1) != 1:
-        parts.append(f"budgets x {p['minutes_scale']:g}")
     return ", ".join(parts)
 
 
@@ -245,7 +259,8 @@ def results_rows(profile: str) -> tuple[list[dict], dict[str, dict], list[str]]:
         metrics = found.get(row.stage)
         ours = None if metrics is None else lookup(metrics, row.key)
         rows.append({"model": row.model, "metric": row.metric, "report": row.report, "ours": ours,
-                     "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics)})
+                     "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics),
+                     "time_capped": time_capped(metrics, row.key)})
     return rows, found, notes
 
 
@@ -253,7 +268,8 @@ def _frame(rows: list[dict]):
     import pandas as pd
 
     return pd.DataFrame([{"model": r["model"], "metric": r["metric"], "report": fmt(r["report"], r["kind"]),
-                          "ours": fmt(r["ours"], r["kind"]), "better": r["better"], "measured on": r["protocol"]}
+                          "ours": fmt(r["ours"], r["kind"]) + (" (time-capped)" if r["time_capped"] else ""),
+                          "better": r["better"], "measured on": r["protocol"]}
                          for r in rows])
 
 

@@ -66,8 +66,8 @@ def machine() -> dict:
     """Where a measurement ran, for its metrics file or benchmark: the CPU and the vector
     instructions PyTorch uses on it ("AVX512", "AVX2", ...), whether it has fast bf16 (so whether
     "auto" trained in bf16), threads, torch, and the project's commit (:func:`git_commit`).
-    Time-budgeted figures depend on all of them: an AVX2-only CPU trains about a third of the
-    steps of the reference machine in the same minutes."""
+    Figures can depend on them: bf16 and fp32 training, and other thread counts, order float sums
+    differently."""
     return {"cpu": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "fast_bf16": native_bf16("cpu"), "threads": torch.get_num_threads(),

@@ -2,9 +2,10 @@
 
 A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings the rest:
 
-* Adam with a warm-up + cosine schedule over the run's *progress* — the larger
-  of "epochs done / epochs" and "minutes used / minutes allowed" — so a run cut
-  short by its time budget still anneals its learning rate;
+* a budget in optimizer steps (``max_steps``; ``epochs`` bounds the passes if given), so a run
+  is the same run on any machine: Adam with a warm-up + cosine schedule over those steps. A
+  wall-clock cap (``max_minutes``) is only a user's option; a run it cut stops where it is and
+  says so (``time_capped``), since its model then depends on the machine's speed;
 * gradient clipping (on by default), bf16 autocast and channels_last where the hardware computes
   in bf16 natively (``precision="auto"``, the default; "fp32" switches both off, "bf16" forces
   them: emulated bf16 is ~10x slower than fp32);
@@ -50,8 +51,9 @@ from .runtime import PRECISIONS, resolve_precision
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10                 # upper bound on passes over the train set
-    max_minutes: float | None = None # wall-clock budget; the schedule follows it (None: epochs only)
+    max_steps: int | None = None     # the budget: optimizer steps (the schedule runs over them)
+    epochs: int | None = None        # upper bound on passes over the train set (None: steps only)
+    max_minutes: float | None = None # optional wall-clock cap; a run it cuts is marked time_capped
     batch_size: int = 64
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -104,6 +106,9 @@ class Trainer:
         self.best_val = math.inf
         self.bad_epochs = 0
         self.stopped_early = False
+        self.time_capped = False  # the wall-clock cap ended the run before its steps
+        if config.max_steps is None and config.epochs is None:
+            raise ValueError("give the run a budget: TrainConfig(max_steps=...) (or epochs=...)")
 
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -142,6 +147,7 @@ class Trainer:
             path, self.model, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
             metrics={"best_val": self.best_val}, history=self.history, data_fingerprint=self.data_fingerprint,
             extra={**self.extra, "completed": completed, "seconds": self.seconds, "bad_epochs": self.bad_epochs,
+                   "time_capped": self.time_capped,
                    "stopped_early": self.stopped_early, "rng_state": torch.get_rng_state(),
                    "train_config": self.config.as_dict(), "precision": self.precision})
 
@@ -156,6 +162,7 @@ class Trainer:
         self.seconds = float(extra.get("seconds", 0.0))
         self.bad_epochs = int(extra.get("bad_epochs", 0))
         self.stopped_early = bool(extra.get("stopped_early", False))
+        self.time_capped = bool(extra.get("time_capped", False))
         if "rng_state" in extra:
             torch.set_rng_state(extra["rng_state"])
 
@@ -189,13 +196,16 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter() - self.seconds
         steps_per_epoch = max(1, len(self.train_data) // (cfg.batch_size * self.world))
-        self.total_steps = cfg.epochs * steps_per_epoch
-        while self.epoch < cfg.epochs and not self.stopped_early and not self._out_of_time(start):
+        self.total_steps = min(s for s in (cfg.max_steps, cfg.epochs and cfg.epochs * steps_per_epoch)
+                               if s is not None)
+        while self.step < self.total_steps and not self.stopped_early and not self.time_capped:
             record = {"epoch": self.epoch + 1}
             t0 = time.perf_counter()
             record.update({f"train_{k}": v for k, v in self._train_epoch(start).items()})
             record["train_seconds"] = time.perf_counter() - t0
-            if self.val_data is not None and ((self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs):
+            record["step"] = self.step
+            last = self.step >= self.total_steps or self.time_capped
+            if self.val_data is not None and ((self.epoch + 1) % cfg.eval_every == 0 or last):
                 record.update({f"val_{k}": v for k, v in self.evaluate().items()})
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             self.epoch += 1
@@ -247,17 +257,14 @@ class Trainer:
             seconds = t.item()
         return seconds
 
-    def _lr(self, start: float) -> float:
+    def _lr(self) -> float:
         cfg = self.config
         warmup = min(cfg.warmup_steps, max(1, self.total_steps // 10))   # short runs warm up for 10 %
         if self.step < warmup:
             return cfg.lr * (self.step + 1) / warmup
         if cfg.schedule == "constant":
             return cfg.lr
-        progress = self.step / max(1, self.total_steps)
-        if cfg.max_minutes is not None:
-            progress = max(progress, self._elapsed(start) / (60 * cfg.max_minutes))
-        progress = min(1.0, progress)
+        progress = min(1.0, self.step / max(1, self.total_steps))
         floor = cfg.min_lr_ratio * cfg.lr
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
@@ -294,10 +301,10 @@ class Trainer:
         self.net.train()
         sums: dict[str, float] = {}
         count = 0
-        bar = self._bar(self._loader(self.train_data, train=True), f"epoch {self.epoch + 1}/{self.config.epochs}")
+        bar = self._bar(self._loader(self.train_data, train=True), f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})")
         for batch in bar:
             for group in self.optimizer.param_groups:
-                group["lr"] = self._lr(start)
+                group["lr"] = self._lr()
             with self._autocast():
                 loss, logs = self.net(self._prepare(batch))
             if not self._finite_on_all_ranks(loss):
@@ -317,7 +324,12 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + float(value)
             if hasattr(bar, "set_postfix") and count % 10 == 0:
                 bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+            if self.step >= self.total_steps:
+                break
             if self._out_of_time(start):
+                self.time_capped = True
+                self._log(f"the {self.config.max_minutes:g}-minute cap stopped training at step {self.step} "
+                          f"of {self.total_steps}")
                 break
         return self._mean_over_ranks({k: v / max(1, count) for k, v in sums.items()})
 
@@ -418,8 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", choices=["vqvae", "vqvae2"], default="vqvae")
     parser.add_argument("--profile", default=None, help="smoke, quick or full (default: $EMOJIVQ_PROFILE, else full)")
     parser.add_argument("--config", default="default", help="a named model config (VQVAE_CONFIGS / VQVAE2_CONFIGS)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
-    parser.add_argument("--minutes", type=float, default=None, help="time budget (default: the profile's; 0: none)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
+    parser.add_argument("--epochs", type=int, default=None, help="also stop after this many passes (default: none)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock cap (default: none); a run it cuts is marked time_capped")
     parser.add_argument("--name", default=None, help="checkpoint name in artifacts/<profile>/ (default: the model)")
     notebook_s = lambda key: ", ".join(f"{d[key]:g} for {m}" for m, d in CLI_DEFAULTS.items())  # noqa: E731
     parser.add_argument("--lr", type=float, default=None,
@@ -444,13 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cls = {"vqvae": VQVAE, "vqvae2": VQVAE2}[args.model]
         size, batch_size, lr = (CLI_DEFAULTS[args.model][k] for k in ("image_size", "batch_size", "lr"))
         batch_size, lr = args.batch_size or batch_size, args.lr or lr
-        epochs = args.epochs if args.epochs is not None else getattr(profile, f"{args.model}_epochs")
-        minutes = args.minutes if args.minutes is not None else getattr(profile, f"{args.model}_minutes")
+        steps = args.steps if args.steps is not None else getattr(profile, f"{args.model}_steps")
         ds = load_dataset(profile.name)       # "run 00_data first" when there is no dataset
         train, val = ds.images(size, "train"), ds.images(size, "val")
         seed_everything(profile.seed)          # as the notebook: same seed, same initial weights
         model = cls.named(args.config)
-        config = TrainConfig(epochs=epochs, max_minutes=minutes or None, lr=lr, batch_size=batch_size,
+        config = TrainConfig(max_steps=steps, epochs=args.epochs, max_minutes=args.minutes, lr=lr, batch_size=batch_size,
                              precision=args.precision, seed=profile.seed)
         path = checkpoint_path(profile.name, args.name or args.model)
         trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,
@@ -458,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer.run()
         if trainer.rank == 0:
             print(f"{args.model} ({args.config}) on {profile.name}, {trainer.world} process(es) on {device.type}: "
-                  f"{trainer.epoch} epochs, {trainer.seconds / 60:.1f} min, best val loss {trainer.best_val:.4f} "
+                  f"{trainer.step} steps ({trainer.epoch} epochs{', time-capped' if trainer.time_capped else ''}), "
+                  f"{trainer.seconds / 60:.1f} min, best val loss {trainer.best_val:.4f} "
                   f"-> {path}", flush=True)
     finally:
         if dist.is_initialized():

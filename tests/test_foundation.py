@@ -11,7 +11,7 @@ import torch
 from _notebooks import parameters_cells, read, source
 from helpers import checkpoints, evaluate, paths, pipeline, runtime
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
-from helpers.profiles import MINUTES_FIELDS, PROFILES, Profile, get_profile
+from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.runtime import seed_everything
 from helpers.train import CLI_DEFAULTS
 
@@ -39,53 +39,33 @@ def test_profile_comes_from_the_environment(monkeypatch):
     assert PROFILES["smoke"].n_samples < PROFILES["quick"].n_samples < PROFILES["full"].n_samples
 
 
-def test_minutes_scale_multiplies_every_training_budget_and_the_metrics_say_so(monkeypatch, tmp_path):
+def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_path):
+    budgets = {f.name for f in dataclasses.fields(Profile) if f.name.endswith("_steps")}
+    assert budgets == {"vqvae_steps", "latent16_steps", "prior_steps", "vqvae2_steps", "prior2_steps",
+                       "superres_steps", "classifier_steps"}
+    assert not any("minutes" in f.name or "epochs" in f.name for f in dataclasses.fields(Profile))
+    for profile in PROFILES.values():
+        assert set(profile.prior_steps) == {"pixelcnn", "gated_pixelcnn"}
+        assert set(profile.prior2_steps) == {f"{f}_{lv}" for f in ("pixelsnail", "pixelcnn") for lv in ("top", "bottom")}
+        for name in budgets:
+            value = getattr(profile, name)
+            assert all(isinstance(v, int) and v > 0 for v in (value.values() if isinstance(value, dict) else [value]))
+    monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", "3")               # gone: it changes nothing
+    assert get_profile("full") == PROFILES["full"]
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
-    assert set(MINUTES_FIELDS) == {f.name for f in dataclasses.fields(Profile) if f.name.endswith("_minutes")}
-    monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", "3")
-    full, scaled = PROFILES["full"], get_profile("full")
-    assert scaled.minutes_scale == 3 and scaled.as_dict()["minutes_scale"] == 3
-    for name in MINUTES_FIELDS:
-        assert getattr(scaled, name) == 3 * getattr(full, name)
-    assert (scaled.vqvae_epochs, scaled.n_samples, scaled.eval_limit) == (full.vqvae_epochs, full.n_samples,
-                                                                           full.eval_limit)
-    evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
-    protocol = evaluate.load_metrics("full", "vqvae")["protocol"]
-    assert protocol.pop("machine")["commit"] == runtime.git_commit()
-    assert protocol == {"seed": 0, "minutes_scale": 3.0}
-
-    monkeypatch.delenv("EMOJIVQ_MINUTES_SCALE")
-    assert get_profile("full") == full and full.minutes_scale == 1
     evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
     protocol = evaluate.load_metrics("full", "vqvae")["protocol"]
     assert set(protocol.pop("machine")) == {"cpu", "cpu_capability", "fast_bf16", "threads", "torch", "commit"}
     assert protocol == {"seed": 0}
-    for bad in ("0", "-2", "fast", "nan", "inf"):
-        monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", bad)
-        with pytest.raises(ValueError, match="EMOJIVQ_MINUTES_SCALE must be a positive number"):
-            get_profile("full")
 
 
-def test_pipeline_names_the_budget_factor_or_suggests_one_on_a_slow_cpu(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(runtime, "pick_device", lambda: torch.device("cpu"))
-    monkeypatch.delenv("EMOJIVQ_MINUTES_SCALE", raising=False)
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
-    pipeline._say_budget_scale()
-    assert "EMOJIVQ_MINUTES_SCALE=3" in capsys.readouterr().out
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
-    pipeline._say_budget_scale()
-    assert capsys.readouterr().out == ""
-    monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", "2.5")
-    pipeline._say_budget_scale()
-    assert "training budgets x 2.5" in capsys.readouterr().out
-    # a bad factor stops the chain before its first notebook runs
-    monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", "three")
-    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
-    monkeypatch.setenv("EMOJIVQ_PROFILE", "smoke")      # restored after the runner sets them
-    monkeypatch.delenv("EMOJIVQ_STATIC", raising=False)
-    with pytest.raises(ValueError, match="EMOJIVQ_MINUTES_SCALE"):
-        pipeline.main(["--profile", "smoke", "--only", "00"])
-    assert not (tmp_path / "smoke" / "runs" / "00_data.ipynb").exists()
+def test_notebooks_take_their_budgets_from_the_profile_and_a_cap_only_as_a_parameter():
+    for name in ("01_vqvae", "02_pixelcnn", "03_vqvae2", "04_pixelsnail", "05_extensions"):
+        nb = read(name)
+        params = "\n".join(source(c) for c in parameters_cells(nb))
+        assert "MAX_MINUTES = None" in params, name
+        code = "\n".join(source(c) for c in nb["cells"] if c["cell_type"] == "code")
+        assert "max_steps=profile." in code and "_minutes" not in code.replace("max_minutes", ""), name
 
 
 def test_metrics_name_the_machine_and_the_commit_they_came_from(monkeypatch, tmp_path):

@@ -129,10 +129,9 @@ def test_a_subset_evaluation_is_named_in_the_protocol_and_the_row(artifacts):
 def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(artifacts, tmp_path):
     machine = {"cpu": "x86_64", "cpu_capability": "AVX2", "fast_bf16": False, "threads": 2,
                "torch": "2.14.1", "commit": "abc1234"}
-    recorded = {**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": machine, "minutes_scale": 3.0}}
+    recorded = {**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": machine}}
     text = report.machine_text(recorded)
-    assert text == ("x86_64 AVX2, fp32 training (no fast bf16), 2 threads, torch 2.14.1, commit abc1234, "
-                    "budgets x 3")
+    assert text == "x86_64 AVX2, fp32 training (no fast bf16), 2 threads, torch 2.14.1, commit abc1234"
     assert "machine" not in report.protocol_text(recorded)        # not mistaken for a sub-protocol
     assert report.machine_text({**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": {
         **machine, "cpu_capability": "AVX512", "fast_bf16": True}}}).startswith("x86_64 AVX512, bf16 training,")
@@ -142,5 +141,16 @@ def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(ar
     (artifacts / "vqvae.json").write_text(json.dumps(recorded))
     text = report.write_results("smoke", tmp_path / "docs").read_text()
     assert "| metrics file | protocol | ran on |" in text
-    assert "| vqvae.json |" in text and "commit abc1234, budgets x 3 |" in text
+    assert "| vqvae.json |" in text and "commit abc1234 |" in text
     assert "| prior_vqvae.json |" in text and "| not recorded |" in text
+
+
+def test_a_time_capped_run_is_marked_beside_its_figures(artifacts):
+    _write(artifacts, METRICS)
+    capped = {**METRICS["prior_vqvae"], "pixelcnn": {"fid": 150.0, "time_capped": True}}
+    (artifacts / "prior_vqvae.json").write_text(json.dumps(capped))
+    (artifacts / "vqvae.json").write_text(json.dumps({**METRICS["vqvae"], "time_capped": False}))
+    df = report.results_table("smoke")
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID") == "150.0 (time-capped)"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "gated PixelCNN FID") == "140.0"
+    assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)") == "30.10"

@@ -176,3 +176,64 @@ def test_native_bf16_answers_for_this_machine():
 
     assert isinstance(native_bf16("cpu"), bool)
     assert native_bf16("meta") is False      # a device we know nothing of: fp32
+
+
+# ----------------------------------------------------------------------------- budgets in steps
+
+def test_the_budget_is_optimizer_steps_and_may_end_mid_epoch(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()                                   # 200 examples: 6 steps of 32 per epoch
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=15), tmp_path / "m.pt")
+    trainer.run()
+    assert trainer.step == 15 and trainer.epoch == 3 and not trainer.time_capped
+    assert trainer.history["step"] == [6, 12, 15]
+    assert len(trainer.history["val_loss"]) == 3          # the cut last epoch is validated too
+    # the schedule runs over the steps: the last of 15 steps trained at the cosine's value for 14/15
+    import math
+    cfg, floor = trainer.config, trainer.config.min_lr_ratio * trainer.config.lr
+    expected = floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * 14 / 15))
+    assert trainer.history["lr"][-1] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="give the run a budget"):
+        Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None))
+
+
+def test_a_slow_machine_trains_the_identical_model(tmp_path):
+    """The same steps and seed give the same weights whatever the speed: a callback that sleeps
+    after every epoch stands in for a slow or busy CPU."""
+    import time
+
+    def train_once(path, callbacks=()):
+        torch.manual_seed(0)
+        train, val = data()
+        t = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=20), path,
+                    callbacks=list(callbacks))
+        return t.run(), t
+
+    fast, t_fast = train_once(tmp_path / "fast.pt")
+    slow, t_slow = train_once(tmp_path / "slow.pt", [lambda trainer, record: time.sleep(0.3)])
+    assert t_slow.seconds > t_fast.seconds + 0.8
+    for a, b in zip(fast.state_dict().values(), slow.state_dict().values()):
+        assert torch.equal(a, b)
+    assert t_fast.history["val_loss"] == t_slow.history["val_loss"]
+
+
+def test_a_wall_clock_cap_stops_the_run_and_marks_it_time_capped(tmp_path, monkeypatch):
+    import helpers.train as train_module
+
+    clock = {"now": 0.0}
+    def fake_clock():                                    # every call is a tenth of a second later
+        clock["now"] += 0.1
+        return clock["now"]
+    monkeypatch.setattr(train_module.time, "perf_counter", fake_clock)
+    torch.manual_seed(0)
+    train, val = data()
+    trainer = Trainer(TinyRegressor(TinyConfig()), train, val,
+                      config(epochs=None, max_steps=1000, max_minutes=0.05), tmp_path / "m.pt")  # 3 s
+    trainer.run()
+    assert trainer.time_capped and 0 < trainer.step < 1000
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["extra"]["time_capped"] is True and ckpt["extra"]["completed"] is True
+    # loading the finished run keeps the mark
+    again = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=1000), tmp_path / "m.pt")
+    again.run()
+    assert again.time_capped
