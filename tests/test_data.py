@@ -24,6 +24,8 @@ from helpers.data import (BadImage, ChecksumError, DataError, DataWarning, Fetch
                           normalize_code, open_image, resolve_source, split, to_model_input, to_rgba, to_unit)
 from helpers.profiles import get_profile
 
+from _smoke import skip_if_unfetchable
+
 TEST_PROFILE = dataclasses.replace(get_profile("smoke"), name="test", max_emojis=None)
 
 # A miniature emoji.json: a plain emoji, one with skin tones (FE0F in the base, not in Twemoji's
@@ -456,11 +458,23 @@ def test_changed_folder_is_rebuilt(project):
 # ----------------------------------------------------------------------------- the real packages
 
 def test_real_twemoji_file_names_match_the_catalogue():
-    """With the pinned packages already in data/raw (00_data ran), almost every Twemoji file
-    must find its emoji.json entry despite dropped FE0F and leading zeros."""
+    """With the pinned packages in data/raw (fetched once if missing, as 00_data does), almost
+    every Twemoji file must find its emoji.json entry despite dropped FE0F and leading zeros."""
     tw, go = resolve_source("twemoji"), resolve_source("google")
-    if not ((paths.RAW_DIR / tw.tarball).exists() and (paths.RAW_DIR / go.tarball).exists()):
-        pytest.skip("the pinned packages are not in data/raw (run 00_data)")
-    catalog = load_catalog(data.unpack(go) / go.catalog)
-    items, unknown = data._npm_items(tw, data.unpack(tw), catalog)
+    with skip_if_unfetchable():
+        tw_root, go_root = data.unpack(tw), data.unpack(go)
+    catalog = load_catalog(go_root / go.catalog)
+    items, unknown = data._npm_items(tw, tw_root, catalog)
     assert len(items) >= 3600 and len(unknown) <= 80
+
+
+@pytest.mark.parametrize("ci, outcome", [(None, pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_unfetchable_packages_skip_a_test_but_fail_it_under_ci(tmp_path, monkeypatch, ci, outcome):
+    monkeypatch.setattr(data.shutil, "which", lambda name: None)   # no npm here
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="cannot be fetched here: npm was not found"):
+        with skip_if_unfetchable():
+            fetch(resolve_source("twemoji"), tmp_path)
