@@ -17,17 +17,21 @@ from helpers.data import EmojiDataset, FetchError, build_dataset, load_dataset
 from helpers.profiles import get_profile
 
 
+def skip_outside_ci(message: str):
+    """Skip the test for something this machine lacks; under ``CI=true``, where a skip would hide
+    that the test never ran, fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}\n(CI=true: this fails the test instead of skipping it)", pytrace=False)
+    pytest.skip(message)
+
+
 @contextmanager
 def skip_if_unfetchable():
-    """Skip the test when the block fails to fetch the raw emoji packages; fail it under ``CI=true``."""
+    """Skip the test when the block fails to fetch the raw emoji packages (:func:`skip_outside_ci`)."""
     try:
         yield
     except FetchError as e:
-        message = f"the raw emoji packages cannot be fetched here: {e}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}\n(CI=true: a fetch failure fails the test instead of skipping it)",
-                        pytrace=False)
-        pytest.skip(message)
+        skip_outside_ci(f"the raw emoji packages cannot be fetched here: {e}")
 
 
 def build_smoke(root: Path) -> EmojiDataset:
