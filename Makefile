@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-unit test-notebooks lab bench clean-artifacts
+.PHONY: setup reproduce test test-unit test-fast test-notebooks lab bench clean-artifacts
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: test-notebooks
 
 test-unit: setup
 	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q tests
+
+## make test-fast: the unit tests without the slow ones, for a quick loop while editing
+test-fast: setup
+	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q -m "not slow" tests
 
 test-notebooks: setup
 	EMOJIVQ_PROFILE=smoke $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/

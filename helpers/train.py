@@ -13,7 +13,8 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
 * resume: the full state (weights, optimizer, RNG, history, time used) goes to
   ``<name>.last.pt`` after every epoch, and :meth:`Trainer.run` picks it up, so
   re-running a notebook never retrains what is done. Shuffling is seeded per
-  epoch, so a resumed run sees the same batches as an uninterrupted one;
+  epoch, so a resumed run sees the same batches as an uninterrupted one. A
+  finished run removes its ``.last.pt``: only ``<name>.pt`` stays;
 * a non-finite loss stops the run with the step that produced it, and the last
   good checkpoint stays on disk;
 * under ``torchrun`` (torch.distributed initialised): DistributedSampler, DDP,
@@ -82,7 +83,7 @@ class Trainer:
     """Train ``model`` on ``train`` (a tuple of tensors, first dimension = examples), validate on ``val``.
 
     ``checkpoint`` is the path of the best weights (``artifacts/<profile>/<name>.pt``);
-    the resumable state lives beside it as ``<name>.last.pt``. ``data_fingerprint``
+    the resumable state lives beside it as ``<name>.last.pt`` while the run is unfinished. ``data_fingerprint``
     and ``extra`` (e.g. ``{"image_size": 32}``) are stored and checked on resume.
     """
 
@@ -176,6 +177,7 @@ class Trainer:
                 self._restore(best, with_optimizer=False)
                 self._log(f"loaded finished run from {self.checkpoint} (epoch {self.epoch}); "
                           "delete it to retrain")
+                self._drop_last()   # one a finished run left behind before runs removed their own
                 return self.model
         if self.last_path is not None and self.last_path.exists():
             last = self._load(self.last_path)
@@ -241,6 +243,12 @@ class Trainer:
             best = safe_load(self.checkpoint)
             self.model.load_state_dict(best["state_dict"])
         self._save(self.checkpoint, completed=True)  # best weights, with the whole run's history
+        self._drop_last()
+
+    def _drop_last(self) -> None:
+        """Remove ``<name>.last.pt``: once ``<name>.pt`` is marked finished, nothing resumes from it."""
+        if self.rank == 0 and self.last_path is not None:
+            self.last_path.unlink(missing_ok=True)
 
     def _out_of_time(self, start: float) -> bool:
         limit = self.config.max_minutes

@@ -25,6 +25,8 @@ from helpers.data import (BadImage, ChecksumError, DataError, DataWarning, Fetch
 from helpers.tensors import augmented_copies, shift_on_white, to_model_input, to_unit
 from helpers.profiles import get_profile
 
+from _smoke import skip_if_unfetchable
+
 TEST_PROFILE = dataclasses.replace(get_profile("smoke"), name="test", max_emojis=None)
 
 # A miniature emoji.json: a plain emoji, one with skin tones (FE0F in the base, not in Twemoji's
@@ -463,14 +465,26 @@ def test_changed_folder_is_rebuilt(project):
     ("fluent3d", 3370, 5),     # lower case, "_" in subdivision flags without their CANCEL TAG
 ])
 def test_real_vendor_file_names_match_the_catalogue(vendor, min_items, max_unknown):
-    """With the pinned packages already in data/raw (00_data ran), almost every file of a vendor
-    must find its emoji.json entry despite each vendor's spelling of codes."""
+    """With the pinned packages in data/raw (fetched once if missing, as 00_data does), almost every
+    file of a vendor must find its emoji.json entry despite each vendor's spelling of codes."""
     src, go = resolve_source(vendor), resolve_source("google")
-    if not ((paths.RAW_DIR / src.tarball).exists() and (paths.RAW_DIR / go.tarball).exists()):
-        pytest.skip("the pinned packages are not in data/raw (run 00_data)")
-    catalog = load_catalog(data.unpack(go) / go.catalog)
-    items, unknown = data.npm_items(src, data.unpack(src), catalog)
+    with skip_if_unfetchable():
+        src_root, go_root = data.unpack(src), data.unpack(go)
+    catalog = load_catalog(go_root / go.catalog)
+    items, unknown = data.npm_items(src, src_root, catalog)
     assert len(items) >= min_items and len(unknown) <= max_unknown
+
+
+@pytest.mark.parametrize("ci, outcome", [(None, pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_unfetchable_packages_skip_a_test_but_fail_it_under_ci(tmp_path, monkeypatch, ci, outcome):
+    monkeypatch.setattr(data.sources.shutil, "which", lambda name: None)   # no npm here
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="cannot be fetched here: npm was not found"):
+        with skip_if_unfetchable():
+            fetch(resolve_source("twemoji"), tmp_path)
 
 
 # ----------------------------------------------------------------------------- framing and the new vendors

@@ -89,5 +89,6 @@ def test_command_line_under_torchrun_writes_one_finished_checkpoint(smoke_dir, t
     assert "2 process(es) on cpu" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "smoke" / "ddp.pt", expect={"image_size": 32})
     assert ckpt["extra"]["completed"] and 1 <= ckpt["epoch"] < 100
+    assert not (tmp_path / "smoke" / "ddp.last.pt").exists()   # a finished run keeps only its checkpoint
     assert ckpt["model_class"] == "VQVAE" and torch.isfinite(torch.tensor(ckpt["metrics"]["best_val"]))
     build_model(ckpt)   # rebuilds from the checkpoint alone

@@ -61,7 +61,47 @@ def test_trainer_lowers_the_validation_loss(tmp_path):
     trainer.run()
     losses = trainer.history["val_loss"]
     assert len(losses) == 6 and losses[-1] < 0.2 * losses[0]
-    assert (tmp_path / "m.pt").exists() and (tmp_path / "m.last.pt").exists()
+
+
+def interrupt_after_epoch(n):
+    def callback(trainer, record):
+        if record["epoch"] == n:
+            raise KeyboardInterrupt
+    return callback
+
+
+def test_finished_run_leaves_only_its_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=2), tmp_path / "m.pt").run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert load_checkpoint(tmp_path / "m.pt")["extra"]["completed"] is True
+
+
+def test_interrupted_run_keeps_its_resumable_state(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    first = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=3), tmp_path / "m.pt",
+                    callbacks=[interrupt_after_epoch(1)])
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
+    last = load_checkpoint(tmp_path / "m.last.pt")
+    assert last["epoch"] == 1 and not last["extra"]["completed"]
+    resumed = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=3), tmp_path / "m.pt")
+    resumed.run()
+    assert resumed.epoch == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_loading_a_finished_run_removes_a_leftover_last_checkpoint(tmp_path, capsys):
+    """A kill between the final save and the removal leaves both files; the next run tidies up."""
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt").run()
+    (tmp_path / "m.last.pt").write_bytes((tmp_path / "m.pt").read_bytes())
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt").run()
+    assert "loaded finished run" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 
 def test_finished_run_is_loaded_not_retrained(tmp_path, capsys):
@@ -100,13 +140,9 @@ def test_resume_continues_bit_identical(tmp_path):
     full = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "a.pt")
     full.run()
 
-    def kill_after_third_epoch(trainer, record):
-        if record["epoch"] == 3:
-            raise KeyboardInterrupt
-
     torch.manual_seed(0)
     first = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "b.pt",
-                    callbacks=[kill_after_third_epoch])
+                    callbacks=[interrupt_after_epoch(3)])
     with pytest.raises(KeyboardInterrupt):
         first.run()
     torch.manual_seed(123)  # the resumed process starts with another RNG state
@@ -130,16 +166,22 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
-def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, interrupted):
     torch.manual_seed(0)
     train, val = data()
-    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=1), tmp_path / "m.pt").run()
+    callbacks = [interrupt_after_epoch(1)] if interrupted else []
+    try:
+        Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=2), tmp_path / "m.pt", callbacks=callbacks).run()
+    except KeyboardInterrupt:
+        pass
+    files = [tmp_path / "m.pt", tmp_path / "m.last.pt"] if interrupted else [tmp_path / "m.pt"]
+    before = {p: p.read_bytes() for p in files}
     other = Trainer(TinyRegressor(TinyConfig(blow_up_at=99)), train, val, config(), tmp_path / "m.pt")
-    before = (tmp_path / "m.pt").read_bytes()
     with pytest.raises(CheckpointError, match="model_kwargs.blow_up_at") as e:
         other.run()
-    assert f"delete {tmp_path / 'm.pt'} and {tmp_path / 'm.last.pt'}" in str(e.value)   # says how to go on
-    assert (tmp_path / "m.pt").read_bytes() == before                                 # and lost nothing
+    assert f"delete {' and '.join(str(p) for p in files)};" in str(e.value)   # says how to go on
+    assert {p: p.read_bytes() for p in files} == before                    # and lost nothing
 
 
 def test_resume_refuses_other_data(tmp_path):
