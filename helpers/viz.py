@@ -90,17 +90,18 @@ def compare_grid(rows: Sequence[torch.Tensor], labels: Sequence[str], *, title: 
                       scale=scale)
 
 
-def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str | None = None, log: bool = True):
-    """Train and val curves per epoch for each of ``keys`` (``train_<k>`` / ``val_<k>`` in the history)."""
+def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str | None = None, log: bool = True,
+                 x: str = "epoch"):
+    """Train and val curves for each of ``keys`` (``train_<k>`` / ``val_<k>`` in the history), against
+    ``x``: "epoch", or "step" (the optimizer steps done at the end of each epoch)."""
     keys = [k for k in keys if f"train_{k}" in history or f"val_{k}" in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for split, style in (("train", "-"), ("val", "--")):
             values = history.get(f"{split}_{key}")
             if values:
-                epochs = history["epoch"][-len(values):]
-                ax.plot(epochs, values, style, label=split)
-        ax.set_xlabel("epoch")
+                ax.plot(history[x][-len(values):], values, style, label=split)
+        ax.set_xlabel(x)
         ax.set_title(key)
         if log and all(v > 0 for v in history.get(f"train_{key}", [1])):
             ax.set_yscale("log")

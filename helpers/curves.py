@@ -1,0 +1,83 @@
+"""Learning curves of a profile's models: ``python -m helpers.curves --profile full``.
+
+Every checkpoint keeps its run's history (one row per epoch, with the optimizer steps done at
+its end), so the curves cost no extra training: this reads ``artifacts/<profile>/*.pt``, draws
+each model's validation measure against steps into ``docs/curves/<model>.png`` and prints a table
+of where each curve stands: its value at the end, and how much it still moved over the last
+quarter of the steps (a budget sits where that is small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import paths
+
+# checkpoint name -> (the history key that says how good it is, higher is better?)
+MEASURES = {
+    "vqvae": ("psnr", True), "vqvae_latent16": ("psnr", True), "vqvae2": ("psnr", True),
+    "pixelcnn": ("nll", False), "gated_pixelcnn": ("nll", False),
+    "pixelsnail_top": ("nll", False), "pixelsnail_bottom": ("nll", False),
+    "pixelcnn_top": ("nll", False), "pixelcnn_bottom": ("nll", False),
+    "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),
+}
+
+
+def curve_summary(history: dict, key: str) -> dict:
+    """Steps, the last val value, and its change over the last quarter of the steps (None with
+    fewer than two validated epochs)."""
+    steps, values = history.get("step", []), history.get(f"val_{key}", [])
+    steps = steps[-len(values):] if values else []
+    if not values:
+        return {"steps": steps[-1] if steps else 0, "last": None, "last_quarter_change": None}
+    before = [v for s, v in zip(steps, values) if s <= 0.75 * steps[-1]]
+    change = values[-1] - before[-1] if before and len(values) > 1 else None
+    return {"steps": steps[-1], "last": values[-1], "last_quarter_change": change}
+
+
+def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
+    """One PNG per trained model of ``profile`` under ``out_dir`` (default docs/curves) and a row per model."""
+    import matplotlib.pyplot as plt
+
+    from .checkpoints import safe_load
+    from .viz import plot_history
+
+    out_dir = Path(out_dir or paths.PROJECT_ROOT / "docs" / "curves")
+    rows = []
+    for name, (key, higher) in MEASURES.items():
+        path = paths.checkpoint_path(profile, name)
+        if not path.exists():
+            continue
+        history = safe_load(path)["history"]
+        if "step" not in history:
+            continue                       # trained before histories recorded steps
+        fig = plot_history(history, [key], title=f"{name} ({profile}): {key} against optimizer steps", log=False,
+                           x="step")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        rows.append({"model": name, "measure": f"val {key} ({'higher' if higher else 'lower'} is better)",
+                     **curve_summary(history, key)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.curves", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--out", default=None, help="folder for the PNGs (default: docs/curves)")
+    args = parser.parse_args(argv)
+    rows = write_curves(args.profile, args.out)
+    if not rows:
+        print(f"no checkpoint with a step history under {paths.artifacts_dir(args.profile)}", file=sys.stderr)
+        return 1
+    for r in rows:
+        change = "-" if r["last_quarter_change"] is None else f"{r['last_quarter_change']:+.3f}"
+        last = "-" if r["last"] is None else f"{r['last']:.3f}"
+        print(f"{r['model']:18s} {r['measure']:32s} steps {r['steps']:6d}  last {last}  last quarter {change}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Learning curves from the checkpoints' histories."""
+
+import torch
+
+from helpers import curves, paths
+from helpers.checkpoints import save_checkpoint
+
+
+def test_curve_summary_says_how_much_the_last_quarter_of_the_steps_moved():
+    history = {"step": [10, 20, 30, 40], "val_psnr": [20.0, 22.0, 23.0, 23.5]}
+    assert curves.curve_summary(history, "psnr") == {"steps": 40, "last": 23.5, "last_quarter_change": 0.5}
+    assert curves.curve_summary({"step": [5], "val_nll": [4.0]}, "nll")["last_quarter_change"] is None
+    assert curves.curve_summary({"step": [5]}, "nll")["last"] is None
+
+
+def test_write_curves_draws_every_trained_model_with_a_step_history(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    model = torch.nn.Linear(2, 1)
+    history = {"epoch": [1, 2], "step": [50, 100], "train_nll": [5.0, 4.5], "val_nll": [5.1, 4.8]}
+    save_checkpoint(paths.checkpoint_path("p", "pixelcnn"), model, history=history)
+    save_checkpoint(paths.checkpoint_path("p", "gated_pixelcnn"), model, history={"epoch": [1], "val_nll": [5.0]})
+    rows = curves.write_curves("p", tmp_path / "curves")
+    assert [r["model"] for r in rows] == ["pixelcnn"]              # the other has no step history
+    assert rows[0]["last"] == 4.8 and rows[0]["steps"] == 100
+    assert (tmp_path / "curves" / "pixelcnn.png").stat().st_size > 1000
+    assert curves.main(["--profile", "empty", "--out", str(tmp_path / "none")]) == 1
