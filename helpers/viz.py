@@ -126,6 +126,19 @@ def table(rows: dict | Sequence[dict], *, index: str | None = None, floatfmt: st
     return df.set_index(index) if index else df
 
 
+def beside_nearest(samples: torch.Tensor, nearest: torch.Tensor, row_labels: Sequence[str], *, per_row: int = 8,
+                   title: str | None = None):
+    """Rows of ``per_row`` samples, each row above the nearest train image of every sample in it,
+    labelled by ``row_labels`` (one per sample row): a reader sees at a glance what is new."""
+    if samples.shape != nearest.shape or len(samples) != per_row * len(row_labels):
+        raise ValueError(f"want {per_row} x {len(row_labels)} samples and as many nearest images, "
+                         f"got {tuple(samples.shape)} and {tuple(nearest.shape)}")
+    rows = [t for r in range(len(row_labels)) for t in (samples[r * per_row:(r + 1) * per_row],
+                                                         nearest[r * per_row:(r + 1) * per_row])]
+    labels = [t for name in row_labels for t in (name, "nearest train")]
+    return image_grid(torch.cat(rows), nrow=per_row, row_labels=labels, title=title)
+
+
 class LiveGrid:
     """An epoch callback for the Trainer that redraws one figure in place every ``every`` epochs
     (live in JupyterLab; under papermill the last drawing is what the executed notebook keeps).

@@ -130,3 +130,12 @@ def test_best_prior_is_the_lowest_fid_with_its_sampling_settings():
     assert analysis.best_prior(metrics) == ("gated_pixelcnn", {"temperature": 1.0, "top_k": 64, "guidance": 2.0})
     with pytest.raises(ValueError):
         analysis.best_prior({"fid_floor": 35.0})
+
+
+def test_beside_nearest_puts_each_sample_row_over_its_nearest_train_images():
+    samples = torch.zeros(6, 3, 8, 8, dtype=torch.uint8)
+    fig = viz.beside_nearest(samples, samples.clone(), ["cats", "flags"], per_row=3)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["cats", "nearest train", "flags", "nearest train"]
+    with pytest.raises(ValueError, match="want 3 x 2 samples"):
+        viz.beside_nearest(samples[:5], samples[:5], ["cats", "flags"], per_row=3)
