@@ -1,0 +1,126 @@
+"""The chain resumes: finished notebooks whose stamp still matches are skipped, the rest re-run;
+one chain per profile at a time.
+
+The skip rule is tested on a fake chain of three tiny notebooks run in this process (a kernel per
+notebook would cost seconds each); the slow test kills the real smoke chain inside 02.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import paths, pipeline
+
+# Each fake notebook writes one file under artifacts/<profile>/, named after the notebook.
+WRITE = ("import os\nfrom helpers import paths\n"
+         "out = paths.artifacts_dir(PROFILE) / 'out' / NAME\n"
+         "out.parent.mkdir(parents=True, exist_ok=True)\n"
+         "if not out.exists() or not KEEP:\n"
+         "    out.write_text(NAME * 3)\n")
+
+
+def _notebook(path: Path, extra: str = "", keep: bool = False) -> None:
+    """A notebook writing ``out/<its name>``; ``keep``: only if it is missing."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f'PROFILE = ""\nNAME = "{path.stem}"\nKEEP = {keep}')]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells.append(nbformat.v4.new_code_cell(WRITE + extra))
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def chain(tmp_path, monkeypatch):
+    """Three notebooks in a fake chain; ``chain.ran`` lists the ones each run executed."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    for name in ("00_a", "01_b", "02_c"):
+        _notebook(nbdir / f"{name}.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    monkeypatch.setattr(paths, "PROCESSED_ROOT", tmp_path / "processed")
+    monkeypatch.setenv("EMOJIVQ_PROFILE", "smoke")   # run_chain sets both; restored after the test
+    monkeypatch.setenv("EMOJIVQ_STATIC", "1")
+    ran = []
+
+    def execute(notebook, output, profile, kernel):
+        """papermill's part in this process: the parameters cell, PROFILE injected, the rest."""
+        ran.append(notebook.stem)
+        namespace = {}
+        for cell in nbformat.read(notebook, as_version=4).cells:
+            exec(cell.source, namespace)
+            namespace["PROFILE"] = profile
+        shutil.copy(notebook, output)
+
+    monkeypatch.setattr(pipeline, "execute", execute)
+
+    class Chain:
+        dir = nbdir
+        out = tmp_path / "artifacts" / "smoke" / "out"
+
+        def run(self, *args):
+            ran.clear()
+            assert pipeline.main(["--profile", "smoke", *args]) == 0
+            return list(ran)
+
+    return Chain()
+
+
+def test_second_run_skips_every_finished_notebook(chain, capsys):
+    assert chain.run() == ["00_a", "01_b", "02_c"]
+    capsys.readouterr()
+    assert chain.run() == []
+    out = capsys.readouterr().out
+    for i, name in enumerate(("00_a", "01_b", "02_c"), 1):
+        assert f"[{i}/3] {name} skipped: complete and current" in out
+    stamp = json.loads((chain.out.parent / "runs" / "01_b.done.json").read_text())
+    assert list(stamp["outputs"]) == ["out/01_b"]   # its own file only: not 00's, not the runner's
+
+
+def test_editing_a_notebook_reruns_it_and_every_later_one(chain):
+    chain.run()
+    _notebook(chain.dir / "01_b.ipynb", extra="x = 1\n")
+    assert chain.run() == ["01_b", "02_c"]
+    assert chain.run() == []
+
+
+def test_a_changed_or_missing_output_reruns_its_notebook_and_the_later_ones(chain):
+    chain.run()
+    (chain.out / "01_b").write_text("edited by hand")
+    assert chain.run() == ["01_b", "02_c"]
+    assert (chain.out / "01_b").read_text() == "01_b" * 3
+    (chain.out / "02_c").unlink()
+    assert chain.run() == ["02_c"]
+
+
+def test_force_reruns_a_current_notebook_and_the_later_ones(chain, capsys):
+    chain.run()
+    assert chain.run("--force", "1") == ["01_b", "02_c"]
+    assert chain.run("--only", "00", "--only", "01", "--force", "01") == ["01_b"]
+    assert chain.run("--from", "01") == ["02_c"]   # stale since 01 ran again
+    with pytest.raises(SystemExit, match="--force 02: not among the notebooks this run executes"):
+        pipeline.main(["--profile", "smoke", "--only", "01", "--force", "02"])
+
+
+def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_as_output(chain):
+    # 01 writes its file, then the user presses Ctrl-C. The re-run keeps the file (as a finished
+    # checkpoint is loaded, not rewritten), yet the file is 01's output: deleting it re-runs 01.
+    flag = chain.out.parents[2] / "interrupt"
+    _notebook(chain.dir / "01_b.ipynb", keep=True, extra=(
+        f"if os.path.exists({str(flag)!r}):\n    os.remove({str(flag)!r})\n    raise KeyboardInterrupt\n"))
+    flag.touch()
+    with pytest.raises(KeyboardInterrupt):
+        chain.run()
+    assert (chain.out / "01_b").exists() and not (chain.out.parent / "runs" / "01_b.done.json").exists()
+    assert chain.run() == ["01_b", "02_c"]
+    assert chain.run() == []
+    (chain.out / "01_b").unlink()
+    assert chain.run() == ["01_b", "02_c"]
