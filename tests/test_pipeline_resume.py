@@ -124,3 +124,56 @@ def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_
     assert chain.run() == []
     (chain.out / "01_b").unlink()
     assert chain.run() == ["01_b", "02_c"]
+
+
+# ---------------------------------------------------------------------------------------------- the lock
+
+HOLD = ("import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, str(os.getpid()).encode())\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n")
+
+
+def _hold_lock(path: Path) -> subprocess.Popen:
+    """Another process holding ``path``'s lock, as a running chain does, until it is killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def _files(root: Path) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_second_chain_on_the_same_profile_is_refused_and_touches_nothing(chain):
+    chain.run()
+    (chain.out / "01_b").write_text("stale")           # so that a chain allowed to run would re-run 01
+    lock = chain.out.parent / ".chain.lock"
+    holder = _hold_lock(lock)
+    try:
+        before = _files(chain.out.parents[1])
+        with pytest.raises(SystemExit) as refused:
+            chain.run()
+        assert isinstance(refused.value.code, str)    # a message: the process exits with status 1
+        assert f"{lock} is held by PID {holder.pid}" in refused.value.code
+        assert "another chain is running on profile smoke" in refused.value.code
+        assert _files(chain.out.parents[1]) == before
+        assert chain.run("--profile", "quick") == ["00_a", "01_b", "02_c"]   # another profile is not blocked
+    finally:
+        holder.kill()
+        holder.wait()
+    # A killed holder leaves no stale lock.
+    assert chain.run() == ["01_b", "02_c"]
+
+
+def test_a_finished_chain_releases_its_lock(chain):
+    chain.run()
+    fd = os.open(chain.out.parent / ".chain.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # raises if the chain still held it
+    finally:
+        os.close(fd)
