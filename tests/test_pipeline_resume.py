@@ -177,3 +177,89 @@ def test_a_finished_chain_releases_its_lock(chain):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # raises if the chain still held it
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------- a real kill
+
+SMOKE_00_02 = ["--profile", "smoke", "--only", "00", "--only", "01", "--only", "02"]
+
+
+def _env(root: Path, processed: Path) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            "EMOJIVQ_ARTIFACTS_DIR": str(root), "EMOJIVQ_PROCESSED_DIR": str(processed),
+            "EMOJIVQ_RAW_DIR": str(paths.RAW_DIR)}
+
+
+def _chain(env: dict, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "helpers.pipeline", *args], cwd=paths.PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _kill_when_training_saved(env: dict, folder: Path, timeout: float = 600) -> None:
+    """Start the chain and SIGKILL it, kernel and all (the kernel runs in a session of its own),
+    as soon as a ``.last.pt`` appears under ``folder``."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.pipeline", *SMOKE_00_02], cwd=paths.PROJECT_ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not list(folder.glob("*.last.pt")):
+            assert proc.poll() is None, f"the chain ended before any training saved:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no .last.pt appeared"
+            time.sleep(0.005)
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _numbers(metrics):
+    """The metrics without wall-clock values, which differ between any two runs."""
+    if isinstance(metrics, dict):
+        return {k: _numbers(v) for k, v in metrics.items()
+                if not k.endswith("_seconds") and k not in {"machine", "timing"}}
+    return metrics
+
+
+@pytest.mark.slow
+def test_smoke_chain_killed_inside_02_skips_00_and_01_and_ends_with_an_uninterrupted_runs_metrics(tmp_path):
+    from _smoke import skip_if_unfetchable
+    from helpers import data
+
+    with skip_if_unfetchable():   # the chain's 00 would fetch them too, but fail rather than skip
+        for spec in data.load_manifest()["default"]:
+            data.fetch(spec)
+    processed = tmp_path / "processed"
+    killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
+    env = _env(killed, processed)
+    _chain(env, *SMOKE_00_02[:-2])
+    # 00 and 01 ran once, uninterrupted: the reference run starts from a copy of their outputs (and
+    # stamps), which saves running them twice.
+    shutil.copytree(killed, uninterrupted)
+
+    _kill_when_training_saved(env, killed / "smoke")
+    left = sorted(p.name for p in (killed / "smoke").glob("*.last.pt"))
+    assert left, "02 finished its training before the kill landed: nothing to resume"
+    assert not (killed / "smoke" / "runs" / "02_pixelcnn.done.json").exists()
+
+    out = _chain(env, *SMOKE_00_02)
+    assert "[1/3] 00_data skipped: complete and current" in out
+    assert "[2/3] 01_vqvae skipped: complete and current" in out
+    assert "[3/3] 02_pixelcnn (profile smoke) ..." in out and "[3/3] 02_pixelcnn done" in out
+    executed = (killed / "smoke" / "runs" / "02_pixelcnn.ipynb").read_text()
+    assert f"resuming from {killed / 'smoke' / left[0]}" in executed
+    assert not list((killed / "smoke").glob("*.last.pt"))
+
+    _chain(_env(uninterrupted, processed), "--profile", "smoke", "--only", "02")
+    resumed, reference = (json.loads((root / "smoke" / "metrics" / "prior_vqvae.json").read_text())
+                          for root in (killed, uninterrupted))
+    assert _numbers(resumed) == _numbers(reference)
