@@ -6,14 +6,14 @@ names the notebook and the failing cell and exits non-zero; everything the
 earlier notebooks wrote stays.
 
 Resuming: after an interruption the same command goes on where it stopped. A notebook
-that finishes leaves a stamp, ``runs/<NN_name>.done.json``, with a digest of its inputs
-(the notebook file's bytes, the profile, the dataset's fingerprint and the previous
-notebook's stamp digest) and the files it wrote under ``artifacts/<profile>/`` (size and
-mtime). It is skipped only if that digest is still today's and those files are still there
-unchanged; otherwise it runs again (its training resumes from ``<name>.last.pt``), and since
-every stamp's digest feeds the next one, so does every notebook after it. ``--force NN``
-re-runs NN anyway. One chain per profile at a time: a second one stops at
-``artifacts/<profile>/.chain.lock``.
+that finishes leaves a stamp, ``runs/<NN_name>.done.json``, holding a digest of its inputs
+(the notebook file's bytes, the profile, the dataset's fingerprint, the previous notebook's
+stamp digest) and the files it wrote under ``artifacts/<profile>/`` (size and mtime). It is
+skipped only if that digest matches the inputs as they are now and those files are all still
+there unchanged; otherwise it runs again (an interrupted training resumes from its
+``<name>.last.pt``). A stamp's digest is new on every run and feeds the next notebook's, so a
+notebook that ran again makes every later one stale. ``--force NN`` re-runs NN anyway. One
+chain per profile at a time: a second one stops at ``artifacts/<profile>/.chain.lock``.
 """
 
 from __future__ import annotations
