@@ -139,3 +139,12 @@ def test_beside_nearest_puts_each_sample_row_over_its_nearest_train_images():
     assert labels == ["cats", "nearest train", "flags", "nearest train"]
     with pytest.raises(ValueError, match="want 3 x 2 samples"):
         viz.beside_nearest(samples[:5], samples[:5], ["cats", "flags"], per_row=3)
+
+
+def test_recognisable_rows_give_fid_over_the_floor_and_the_gan_test():
+    metrics = {"prior_vqvae": {"fid_floor": 40.0, "fid_recon": 60.0, "protocol": {"n": 1},
+                               "pixelcnn": {"fid": 80.0, "recognisable_share": 0.9, "sample_accuracy": 0.72,
+                                            "real_val_accuracy": 0.8}}}
+    rows = analysis.recognisable_rows(metrics)
+    assert rows == [{"prior": "pixelcnn (prior_vqvae)", "fid": 80.0, "fid / floor": 2.0, "recognisable share": 0.9,
+                     "samples in their category": 0.72, "real val in their category": 0.8}]
