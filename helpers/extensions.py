@@ -290,8 +290,11 @@ def superres_upscale(model, vqvae2, images64: torch.Tensor, batch_size: int = 25
     """uint8 64x64 images -> uint8 128x128 through the frozen VQ-VAE-2 codes and the SR decoder."""
     model.eval()
     vqvae2.eval()
-    parts = [to_uint8(model.upscale(vqvae2, _on(model, images64[i:i + batch_size]))).cpu()
-             for i in range(0, len(images64), batch_size)]
+    parts = []
+    for i in range(0, len(images64), batch_size):   # the two models may sit on different devices
+        low = images64[i:i + batch_size]
+        codes = vqvae2.encode(_on(vqvae2, low))
+        parts.append(to_uint8(model(*(_on(model, c) for c in codes), low=_on(model, low))).cpu())
     return torch.cat(parts) if parts else torch.empty(0, 3, 128, 128, dtype=torch.uint8)
 
 
