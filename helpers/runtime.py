@@ -44,7 +44,7 @@ def device_of(model: torch.nn.Module) -> torch.device:
 @contextmanager
 def tf32(enabled: bool):
     """TF32 matmuls and convolutions on CUDA switched on or off inside the block, restored after.
-    On: training (about fp16 speed on Ampere and later). Off: the FID feature pass, whose
+    On: training (faster matmuls on Ampere and later GPUs). Off: the FID feature pass, whose
     features must match the CPU's fp32 ones."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
