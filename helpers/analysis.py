@@ -91,6 +91,7 @@ def code_patches(vqvae, codes: torch.Tensor | None = None, context: str = "unifo
     a faint blob a few pixels wide — the decoder spreads it over its neighbours — which says less.
     ``codes``: which codes (default all, in order).
     """
+    from .runtime import device_of
     from .sampling import decode
 
     vqvae.eval()
@@ -100,7 +101,7 @@ def code_patches(vqvae, codes: torch.Tensor | None = None, context: str = "unifo
     if context == "background":
         if background is None:
             white = torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)
-            background = int(vqvae.encode(white).flatten().mode().values)
+            background = int(vqvae.encode(white.to(device_of(vqvae))).flatten().mode().values)
         grids = torch.full((len(codes), h, w), background, dtype=torch.long)
     elif context == "uniform":
         grids = codes.view(-1, 1, 1).expand(-1, h, w).clone()

@@ -132,8 +132,10 @@ def load_checkpoint(path, *, expect: dict | None = None) -> dict:
     return ckpt
 
 
-def build_model(ckpt: dict) -> torch.nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+def build_model(ckpt: dict, device: torch.device | str | None = None) -> torch.nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode), on ``device``
+    (default the CPU): checkpoints hold CPU tensors (:func:`safe_load` maps them there), so one
+    saved on any machine loads on any other."""
     from .models import MODEL_REGISTRY
 
     cls = MODEL_REGISTRY.get(ckpt["model_class"])
@@ -142,7 +144,7 @@ def build_model(ckpt: dict) -> torch.nn.Module:
                               f"known: {sorted(MODEL_REGISTRY)}")
     model = cls.from_config_dict(ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model.to(device if device is not None else "cpu").eval()
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

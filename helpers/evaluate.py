@@ -15,14 +15,21 @@ from . import paths
 from .checkpoints import atomic_write_json
 from .tensors import to_uint8
 from .metrics import codebook_usage, reconstruction_metrics_batched
-from .runtime import machine
+from .runtime import device_of, machine
+
+
+def _on(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``model``'s device: the one place this module moves its inputs; results go back
+    to the CPU, where metrics and saved images are computed."""
+    return x.to(device_of(model))
 
 
 @torch.no_grad()
 def reconstruct(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """uint8 images -> uint8 reconstructions (eval mode, fp32)."""
     model.eval()
-    out = [to_uint8(model(images[i:i + batch_size])[0].float()) for i in range(0, len(images), batch_size)]
+    out = [to_uint8(model(_on(model, images[i:i + batch_size]))[0].float()).cpu()
+           for i in range(0, len(images), batch_size)]
     return torch.cat(out)
 
 
@@ -30,10 +37,10 @@ def reconstruct(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
 def encode_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256):
     """Codes of every image: a (N, h, w) tensor, or a tuple of them for hierarchical models."""
     model.eval()
-    parts = [model.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    parts = [model.encode(_on(model, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     if isinstance(parts[0], (tuple, list)):
-        return tuple(torch.cat(level) for level in zip(*parts))
-    return torch.cat(parts)
+        return tuple(torch.cat(level).cpu() for level in zip(*parts))
+    return torch.cat(parts).cpu()
 
 
 def reconstruction_report(model: torch.nn.Module, splits: dict[str, torch.Tensor]) -> tuple[dict, dict]:

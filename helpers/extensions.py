@@ -14,8 +14,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .runtime import device_of
 from .tensors import to_uint8
 from .metrics import PSNR_CAP_DB, reconstruction_metrics_batched, reconstruction_per_image
+
+
+def _on(model, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``model``'s device: the one place this module moves tensors to a model; every
+    function here returns its images, codes and metrics on the CPU."""
+    return x.to(device_of(model))
+
 
 # ---------------------------------------------------------------------------------------------
 # latent interpolation (VQ-VAE, 8x8 codes)
@@ -26,10 +34,11 @@ def latents(vqvae, images: torch.Tensor, source: str = "codebook") -> torch.Tens
     """The (B, D, h, w) latents of uint8 images: ``"codebook"`` = the code vectors E of their
     code grids (what the decoder sees), ``"encoder"`` = the encoder output before quantization."""
     vqvae.eval()
+    images = _on(vqvae, images)
     if source == "codebook":
-        return vqvae.quantizer.embed(vqvae.encode(images)).float()
+        return vqvae.quantizer.embed(vqvae.encode(images)).float().cpu()
     if source == "encoder":
-        return vqvae.encoder(vqvae._prepare(images)).float()
+        return vqvae.encoder(vqvae._prepare(images)).float().cpu()
     raise ValueError(f"source must be 'codebook' or 'encoder', not {source!r}")
 
 
@@ -38,10 +47,11 @@ def decode_latents(vqvae, z: torch.Tensor, snap: bool = False) -> torch.Tensor:
     """Latents (B, D, h, w) -> uint8 images. ``snap``: replace each vector by its nearest code
     first (what a VQ-VAE can actually represent); otherwise the decoder gets the blend as is."""
     vqvae.eval()
+    z = _on(vqvae, z)
     if snap:
         z = vqvae.quantizer.embed(vqvae.quantizer.quantize(z))
     w = vqvae.decoder.net[0].weight
-    return to_uint8(vqvae.decoder(z.to(w.dtype)).clamp(-1, 1))
+    return to_uint8(vqvae.decoder(z.to(w.dtype)).clamp(-1, 1)).cpu()
 
 
 def interpolate(vqvae, image_a: torch.Tensor, image_b: torch.Tensor, steps: int = 12,
@@ -58,7 +68,7 @@ def interpolate(vqvae, image_a: torch.Tensor, image_b: torch.Tensor, steps: int 
     z = latents(vqvae, torch.stack([image_a, image_b]), source)
     a = alphas.view(-1, 1, 1, 1)
     blends = (1 - a) * z[0:1] + a * z[1:2]                       # (steps, D, h, w)
-    snapped = vqvae.quantizer.embed(vqvae.quantizer.quantize(blends))
+    snapped = vqvae.quantizer.embed(vqvae.quantizer.quantize(_on(vqvae, blends))).cpu()
     decoded, snapped = decode_latents(vqvae, torch.cat([blends, snapped])).split(steps)
     fade = ((1 - a) * image_a.float() + a * image_b.float()).round().clamp(0, 255).to(torch.uint8)
     return {"latent blend": decoded, "snapped to codes": snapped, "pixel cross-fade": fade}
@@ -160,7 +170,7 @@ def prior_inpaint(prior, vqvae, images: torch.Tensor, masks: torch.Tensor, *, n_
     n, s = len(images), n_samples
     masked = apply_mask(images, masks, fill)
     vqvae.eval()
-    codes = torch.cat([vqvae.encode(masked[i:i + batch_size]) for i in range(0, n, batch_size)]).cpu()
+    codes = torch.cat([vqvae.encode(_on(vqvae, masked[i:i + batch_size])).cpu() for i in range(0, n, batch_size)])
     h, w = codes.shape[-2:]
     hidden = code_mask(masks, h)
     if margin > 0:
@@ -280,8 +290,11 @@ def superres_upscale(model, vqvae2, images64: torch.Tensor, batch_size: int = 25
     """uint8 64x64 images -> uint8 128x128 through the frozen VQ-VAE-2 codes and the SR decoder."""
     model.eval()
     vqvae2.eval()
-    parts = [to_uint8(model.upscale(vqvae2, images64[i:i + batch_size]))
-             for i in range(0, len(images64), batch_size)]
+    parts = []
+    for i in range(0, len(images64), batch_size):   # the two models may sit on different devices
+        low = images64[i:i + batch_size]
+        codes = vqvae2.encode(_on(vqvae2, low))
+        parts.append(to_uint8(model(*(_on(model, c) for c in codes), low=_on(model, low))).cpu())
     return torch.cat(parts) if parts else torch.empty(0, 3, 128, 128, dtype=torch.uint8)
 
 

@@ -361,14 +361,15 @@ def inception_features(images: torch.Tensor, batch_size: int = 8, kind: str = "f
     rising at 16 and ~2x at 32 as the 299x299 activations fall out of cache."""
     from tqdm.auto import tqdm
 
-    from .runtime import pick_device
+    from .runtime import pick_device, tf32
 
     if images.dtype != torch.uint8:
         raise ValueError(f"inception_features takes uint8 images, got {images.dtype}")
     device = torch.device(device) if device is not None else pick_device()
     net = feature_extractor(kind, str(device))
     out = []
-    with tqdm(total=len(images), desc=desc, disable=not progress, unit="img", leave=False) as bar:
+    # never TF32 (a caller may be training with it on): the features must match the CPU's fp32 ones
+    with tf32(False), tqdm(total=len(images), desc=desc, disable=not progress, unit="img", leave=False) as bar:
         for i in range(0, len(images), batch_size):
             batch = images[i:i + batch_size].to(device)
             out.append(net(batch)[0].cpu().double())

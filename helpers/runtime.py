@@ -6,6 +6,7 @@ import os
 import platform
 import random
 import subprocess
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -31,6 +32,26 @@ def pick_device(name: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (CPU for a model without any): functions that take a
+    model run there, and move what they are given to it."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@contextmanager
+def tf32(enabled: bool):
+    """TF32 matmuls and convolutions on CUDA switched on or off inside the block, restored after.
+    On: training (faster matmuls on Ampere and later GPUs). Off: the FID feature pass, whose
+    features must match the CPU's fp32 ones."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 PRECISIONS = ("auto", "bf16", "fp32")

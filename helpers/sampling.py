@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .runtime import device_of
 from .tensors import to_uint8
 
 
@@ -52,6 +53,9 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, generator
     if temperature == 0:   # greedy
         return logits.argmax(-1)
     probs = F.softmax(_filter_logits(logits, temperature, top_k), dim=-1)
+    if generator is not None and generator.device != probs.device:
+        # a CPU generator (what callers seed) cannot draw on a GPU: draw on its device instead
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(1).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
@@ -69,11 +73,6 @@ def _guided_labels(prior, labels, guidance: float) -> int | None:
         return None
     num_classes = getattr(getattr(prior, "config", None), "num_classes", 0)
     return num_classes if num_classes > 0 else None
-
-
-def _device_of(model) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 METHODS = ("auto", "incremental", "crop", "naive")
@@ -95,7 +94,7 @@ def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, 
     H, W = shape
     was_training = prior.training
     prior.eval()   # BatchNorm must use its running statistics, dropout must be off
-    device = _device_of(prior)
+    device = device_of(prior)
     labels = _labels_for(labels, n, device)
     null = _guided_labels(prior, labels, guidance)
     out = torch.zeros(n, H, W, dtype=torch.long, device=device)
@@ -148,7 +147,8 @@ def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, 
     finally:
         bar.close()
         prior.train(was_training)
-    return (out, nll) if return_nll else out
+    out = out.cpu()   # callers store, decode and compare codes on the CPU
+    return (out, nll.cpu()) if return_nll else out
 
 
 def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,
@@ -197,7 +197,7 @@ def decode(vqvae, codes, batch_size: int = 500) -> torch.Tensor:
     levels = tuple(codes) if isinstance(codes, (tuple, list)) else (codes,)
     was_training = vqvae.training
     vqvae.eval()
-    device = _device_of(vqvae)
+    device = device_of(vqvae)
     try:
         parts = []
         for start in range(0, levels[0].shape[0], batch_size):
@@ -232,7 +232,7 @@ def bottom_condition(bottom_prior, codes_top: torch.Tensor, cond_fn: Callable | 
     was_training = bottom_prior.training
     bottom_prior.eval()
     try:
-        device = _device_of(bottom_prior)
+        device = device_of(bottom_prior)
         parts = [fn(codes_top[s:s + batch_size].to(device)).float()
                  for s in range(0, len(codes_top), batch_size)]
     finally:

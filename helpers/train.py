@@ -47,7 +47,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset
 
 from .checkpoints import CheckpointError, load_checkpoint, model_spec, safe_load, save_checkpoint
-from .runtime import PRECISIONS, resolve_precision
+from .runtime import PRECISIONS, pick_device, resolve_precision, tf32
 
 
 @dataclass
@@ -91,8 +91,9 @@ class Trainer:
                  config: TrainConfig, checkpoint: str | Path | None = None, *, data_fingerprint: str | None = None,
                  extra: dict | None = None, callbacks: Sequence[EpochCallback] = (),
                  device: torch.device | str | None = None):
+        # device None: runtime.pick_device() (CUDA, then MPS, then CPU; $EMOJIVQ_DEVICE overrides)
         self.config = config
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = torch.device(device) if device is not None else pick_device()
         self.model = model.to(self.device)
         self.train_data = TensorDataset(*train)
         self.val_data = TensorDataset(*val) if val is not None else None
@@ -203,7 +204,8 @@ class Trainer:
         while self.step < self.total_steps and not self.stopped_early and not self.time_capped:
             record = {"epoch": self.epoch + 1}
             t0 = time.perf_counter()
-            record.update({f"train_{k}": v for k, v in self._train_epoch(start).items()})
+            with tf32(self.device.type == "cuda"):   # training only: evaluation and callbacks keep fp32
+                record.update({f"train_{k}": v for k, v in self._train_epoch(start).items()})
             record["train_seconds"] = time.perf_counter() - t0
             record["step"] = self.step
             last = self.step >= self.total_steps or self.time_capped
@@ -410,8 +412,6 @@ def init_distributed() -> torch.device:
     torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; the group reads them.
     nccl with one GPU per process (cuda:LOCAL_RANK) when CUDA is there, gloo on CPU otherwise.
     """
-    from .runtime import pick_device
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return pick_device()
     if torch.cuda.is_available():

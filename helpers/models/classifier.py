@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime import device_of
 from ..tensors import to_model_input
 from . import Configurable, register
 
@@ -76,7 +77,9 @@ class EmojiClassifier(Configurable, nn.Module):
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """The most likely class of each image (eval mode)."""
         self.eval()
-        return torch.cat([self(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+        device = device_of(self)   # trained on whatever device the Trainer picked; images come from the CPU
+        return torch.cat([self(images[i:i + batch_size].to(device)).argmax(1).cpu()
+                          for i in range(0, len(images), batch_size)])
 
 
 __all__ = ["ClassifierConfig", "EmojiClassifier"]
