@@ -60,8 +60,8 @@ PROFILES = {
                      prior2_steps={"pixelsnail_top": 75, "pixelsnail_bottom": 105, "pixelcnn_top": 40,
                                    "pixelcnn_bottom": 40},
                      superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
-    # The results. About the steps that fit the earlier time targets on the reference machine
-    # (about an hour of training in all); the curves in docs/ say where each model flattens.
+    # The results: about an hour of training in all on 2 fast CPU cores; docs/EXPERIMENTS.md
+    # ("Budgets in steps") says where these came from, the curves in docs/curves/ where to move them.
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 1100, "gated_pixelcnn": 560}, vqvae2_steps=3000,
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=1400,
