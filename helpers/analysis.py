@@ -167,6 +167,12 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
     return images.flatten(1).float() / 255
 
 
+def nearest_train(images: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Index into ``pool`` of the pixel-nearest image to each of ``images`` (uint8, one size): is a
+    sample new, or a copy of something it trained on?"""
+    return nearest(_pixels(images), _pixels(pool))[1]
+
+
 def memorization(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor, *,
                  sample_features: torch.Tensor, train_features: torch.Tensor, val_features: torch.Tensor,
                  near_copy_quantile: float = 0.05) -> dict:

@@ -68,16 +68,6 @@ def per_vendor(images: torch.Tensor, recons: torch.Tensor, vendor: torch.Tensor,
     return rows
 
 
-@torch.no_grad()
-def nearest_train(images: torch.Tensor, pool: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Index into ``pool`` of the pixel-nearest (L2, uint8 or [0, 1] images of one size) image to
-    each of ``images``: is a sample new, or a copy of something it trained on?"""
-    flat = lambda x: (x.float() / 255 if x.dtype == torch.uint8 else x.float()).flatten(1)  # noqa: E731
-    ref = flat(pool)
-    return torch.cat([torch.cdist(flat(images[i:i + batch_size]), ref).argmin(1)
-                      for i in range(0, len(images), batch_size)])
-
-
 def usage_report(codes: torch.Tensor, num_codes: int, suffix: str = "") -> dict:
     """``val_code_usage{suffix}``, ``val_perplexity{suffix}``, ``val_dead_codes{suffix}`` from val codes."""
     u = codebook_usage(codes, num_codes)

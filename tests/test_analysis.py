@@ -148,3 +148,9 @@ def test_recognisable_rows_give_fid_over_the_floor_and_the_gan_test():
     rows = analysis.recognisable_rows(metrics)
     assert rows == [{"prior": "pixelcnn (prior_vqvae)", "fid": 80.0, "fid / floor": 2.0, "recognisable share": 0.9,
                      "samples in their category": 0.72, "real val in their category": 0.8}]
+
+
+def test_nearest_train_finds_the_pixel_nearest_image():
+    pool = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (0, 100, 200, 255)])
+    queries = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (210, 90, 3)])
+    assert analysis.nearest_train(queries, pool).tolist() == [2, 1, 0]

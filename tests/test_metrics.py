@@ -322,10 +322,3 @@ def test_per_vendor_scores_each_vendors_rows_only():
     assert [r["vendor"] for r in rows] == ["a", "b", "c"] and [r["images"] for r in rows] == [3, 2, 1]
     assert rows[0]["psnr"] > 60 and rows[1]["psnr"] == pytest.approx(0.0, abs=1e-6)
 
-
-def test_nearest_train_finds_the_pixel_nearest_image():
-    from helpers import evaluate
-
-    pool = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (0, 100, 200, 255)])
-    queries = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (210, 90, 3)])
-    assert evaluate.nearest_train(queries, pool, batch_size=2).tolist() == [2, 1, 0]
