@@ -238,22 +238,30 @@ def memorization_table(results: dict[str, dict]):
     return pd.DataFrame(rows).set_index(["samples", "space"])
 
 
-def best_prior(metrics: dict) -> tuple[str, dict]:
+def best_prior(metrics: dict) -> str:
     """The prior with the lowest FID in a prior metrics file (``prior_vqvae.json``: one object per
-    prior beside the flat floors) and the sampling settings it was scored with
-    (``{"temperature", "top_k", "guidance"}``, as ``evaluate.sample_images`` takes them; files
-    written before guidance existed sampled without it: 1.0)."""
+    prior beside the flat floors); its samples and their setting are its sample set."""
     priors = {k: v for k, v in metrics.items() if isinstance(v, dict) and isinstance(v.get("fid"), (int, float))}
     if not priors:
         raise ValueError(f"no prior with an FID among {sorted(metrics)}")
-    name = min(priors, key=lambda k: priors[k]["fid"])
-    sampling = priors[name].get("sampling") or {}
-    return name, {"temperature": float(sampling.get("temperature", 1.0)), "top_k": sampling.get("top_k"),
-                  "guidance": float(sampling.get("guidance", 1.0))}
+    return min(priors, key=lambda k: priors[k]["fid"])
+
+
+def memorization_of(samples, ds, size: int, profile) -> tuple[dict, torch.Tensor]:
+    """:func:`memorization` of a :class:`helpers.artifacts.SampleSet` against the ``size`` px train
+    and val images of the profile's evaluation sets, with the features the writer cached; returns
+    the result and the train images it searched."""
+    from . import paths, references
+
+    train, train_features = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
+    val, val_features = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
+    result = memorization(samples.images, train, val, sample_features=samples.features(paths.cache_dir()),
+                          train_features=train_features, val_features=val_features)
+    return result, train
 
 
 def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dict] | None = None) -> dict:
-    """The flat numbers ``analysis.json`` holds (DESIGN.md): memorization shares and thresholds,
+    """The flat numbers ``analysis.json`` holds (docs/ARCHITECTURE.md): memorization shares and thresholds,
     k-means ``k`` and ``silhouette``, and per codebook usage / perplexity / dead codes."""
     out = {k: mem[k] for k in ("memorized_share", "near_copy_share", "memorized_share_pixel", "near_copy_share_pixel")}
     out["val_to_train_median_inception"] = mem["inception"]["threshold"]
@@ -268,7 +276,8 @@ def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dic
 
 
 __all__ = ["usage", "usage_table", "tsne", "choose_k", "code_patches", "cluster_rows", "nearest",
-           "memorization", "neighbour_rows", "memorization_table", "best_prior", "metrics_summary"]
+           "memorization", "memorization_of", "neighbour_rows", "memorization_table", "best_prior",
+           "metrics_summary", "recognisable_rows", "nearest_train"]
 
 
 def recognisable_rows(prior_metrics: dict[str, dict]) -> list[dict]:

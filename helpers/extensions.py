@@ -124,7 +124,7 @@ def autoencoder_inpaint(vqvae, images: torch.Tensor, masks: torch.Tensor, fill: 
                         batch_size: int = 512) -> torch.Tensor:
     """The report's method: the masked image (filled with ``fill``) through the VQ-VAE, its
     reconstruction pasted into the mask."""
-    from .evaluate import reconstruct
+    from .autoencode import reconstruct
 
     recon = reconstruct(vqvae, apply_mask(images, masks, fill), batch_size)
     return paste(images, recon, masks)
@@ -262,7 +262,7 @@ def evaluate_inpainting(vqvae, prior, images: torch.Tensor, masks: torch.Tensor,
 
 def by_method(per_split: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """{split: {method: {metric: v}}} -> {method: {"<split>_<metric>": v}}: the shape of
-    ``extensions.json`` (DESIGN.md), e.g. ``by_method({"train": m_train, "val": m_val})``."""
+    ``extensions.json`` (docs/ARCHITECTURE.md), e.g. ``by_method({"train": m_train, "val": m_val})``."""
     out: dict[str, dict[str, float]] = {}
     for split, methods in per_split.items():
         for method, values in methods.items():

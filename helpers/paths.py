@@ -32,6 +32,8 @@ PRODUCERS = {
     "pixelcnn": "02_pixelcnn",
     "gated_pixelcnn": "02_pixelcnn",
     "prior_vqvae_metrics": "02_pixelcnn",
+    "samples_pixelcnn_32px": "02_pixelcnn",
+    "samples_gated_pixelcnn_32px": "02_pixelcnn",
     "vqvae2": "03_vqvae2",
     "codes_vqvae2": "03_vqvae2",
     "vqvae2_metrics": "03_vqvae2",
@@ -40,6 +42,8 @@ PRODUCERS = {
     "pixelcnn_top": "04_pixelsnail",
     "pixelcnn_bottom": "04_pixelsnail",
     "prior_vqvae2_metrics": "04_pixelsnail",
+    "samples_pixelsnail_64px": "04_pixelsnail",
+    "samples_pixelcnn_64px": "04_pixelsnail",
     "superres": "05_extensions",
     "extensions_metrics": "05_extensions",
     "analysis_metrics": "06_analysis",
@@ -65,6 +69,17 @@ def artifacts_dir(profile: str) -> Path:
 def checkpoint_path(profile: str, name: str) -> Path:
     """``artifacts/<profile>/<name>.pt`` — models and code grids alike."""
     return artifacts_dir(profile) / f"{name}.pt"
+
+
+def samples_name(prior: str, size: int) -> str:
+    """The artifact name of a prior's FID samples at ``size`` px (a PixelCNN samples at 32 and 64)."""
+    return f"samples_{prior}_{size}px"
+
+
+def samples_path(profile: str, prior: str, size: int) -> Path:
+    """``artifacts/<profile>/samples_<prior>_<size>px.pt``: a prior's FID samples
+    (:class:`helpers.artifacts.SampleSet`)."""
+    return artifacts_dir(profile) / f"{samples_name(prior, size)}.pt"
 
 
 def metrics_path(profile: str, stage: str) -> Path:

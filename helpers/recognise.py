@@ -17,6 +17,11 @@ from .models.classifier import ClassifierConfig, EmojiClassifier
 from .train import TrainConfig, Trainer
 
 
+def classifier_config(profile) -> TrainConfig:
+    """How the classifier trains: ``profile.classifier_steps`` of Adam at 3e-3, batches of 128."""
+    return TrainConfig(max_steps=profile.classifier_steps, lr=3e-3, batch_size=128, seed=profile.seed)
+
+
 def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, device=None) -> EmojiClassifier:
     """Train (or resume, or load) the category classifier of ``size`` px images of dataset ``ds``:
     ``artifacts/<profile>/classifier<size>.pt``."""

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .artifacts import SamplingSetting
 from .runtime import device_of
 from .tensors import to_uint8
 
@@ -89,7 +90,7 @@ def _pick_method(prior, method: str) -> str:
 
 
 @torch.no_grad()   # not inference_mode: the codes may feed autograd later
-def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, cond, method, progress,
+def _sample(prior, n, shape, *, labels, temperature, top_k, batch_size, generator, cond, method, progress,
             known_codes=None, known_mask=None, return_nll=False, guidance=1.0):
     H, W = shape
     was_training = prior.training
@@ -151,7 +152,7 @@ def _sample(prior, n, shape, labels, temperature, top_k, batch_size, generator, 
     return (out, nll.cpu()) if return_nll else out
 
 
-def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,
+def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float = 1.0,
                  top_k: int | None = None, batch_size: int = 256, generator: torch.Generator | None = None,
                  cond: torch.Tensor | None = None, progress: bool = True,
                  method: str = "auto", known_codes: torch.Tensor | None = None,
@@ -175,17 +176,19 @@ def sample_codes(prior, n: int, shape=(8, 8), labels=None, temperature: float = 
         every code given the codes before it, at temperature 1 and without top-k or guidance,
         i.e. what ``prior.nll_per_image`` computes, collected from the logits sampling already made.
     """
-    return _sample(prior, n, tuple(shape), labels, temperature, top_k, batch_size, generator, cond,
-                   _pick_method(prior, method), progress, known_codes, known_mask, return_nll, guidance)
+    return _sample(prior, n, tuple(shape), labels=labels, temperature=temperature, top_k=top_k,
+                   batch_size=batch_size, generator=generator, cond=cond, method=_pick_method(prior, method),
+                   progress=progress, known_codes=known_codes, known_mask=known_mask, return_nll=return_nll,
+                   guidance=guidance)
 
 
-def sample_codes_naive(prior, n: int, shape=(8, 8), labels=None, temperature: float = 1.0,
+def sample_codes_naive(prior, n: int, shape=(8, 8), *, labels=None, temperature: float = 1.0,
                        top_k: int | None = None, batch_size: int = 256,
                        generator: torch.Generator | None = None, cond: torch.Tensor | None = None,
                        progress: bool = True) -> torch.Tensor:
     """The reference sampler: re-runs the prior on the whole grid at every position."""
-    return _sample(prior, n, tuple(shape), labels, temperature, top_k, batch_size, generator, cond,
-                   "naive", progress)
+    return _sample(prior, n, tuple(shape), labels=labels, temperature=temperature, top_k=top_k,
+                   batch_size=batch_size, generator=generator, cond=cond, method="naive", progress=progress)
 
 
 @torch.no_grad()   # not inference_mode: the codes may feed autograd later
@@ -256,13 +259,39 @@ def sample_hierarchical(top_prior, bottom_prior, n: int, *, labels=None, tempera
     PixelCNN trained with ``cond=vqvae2.top_condition(codes_top)``).
     """
     (ht, wt), (hb, wb) = shapes
-    codes_top = sample_codes(top_prior, n, (ht, wt), labels, temperature, top_k, batch_size, generator,
-                             None, progress, guidance=guidance)
+    codes_top = sample_codes(top_prior, n, (ht, wt), labels=labels, temperature=temperature, top_k=top_k,
+                             batch_size=batch_size, generator=generator, progress=progress, guidance=guidance)
     cond = bottom_condition(bottom_prior, codes_top, cond_fn, batch_size)
-    codes_bottom = sample_codes(bottom_prior, n, (hb, wb), labels,
-                                temperature if bottom_temperature is None else bottom_temperature,
-                                top_k if bottom_top_k is None else bottom_top_k,
-                                batch_size, generator, cond, progress,
+    codes_bottom = sample_codes(bottom_prior, n, (hb, wb), labels=labels,
+                                temperature=temperature if bottom_temperature is None else bottom_temperature,
+                                top_k=top_k if bottom_top_k is None else bottom_top_k,
+                                batch_size=batch_size, generator=generator, cond=cond, progress=progress,
                                 guidance=guidance if bottom_guidance is None else bottom_guidance)
     images = decode(vqvae2, (codes_top, codes_bottom), batch_size) if vqvae2 is not None else None
     return HierarchicalSamples(codes_top.cpu(), codes_bottom.cpu(), images)
+
+
+# ---- images from a prior, as the notebooks draw them ------------------------------------------
+
+def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` categories drawn from the empirical distribution of ``categories`` (e.g. the train set),
+    so class-conditional samples are compared with real images of the same category mix."""
+    counts = torch.bincount(categories.long()).float()
+    return torch.multinomial(counts, n, replacement=True, generator=torch.Generator().manual_seed(seed))
+
+
+def sample_images(prior, vqvae, n: int, *, setting: SamplingSetting = SamplingSetting(), labels=None,
+                  seed: int = 0, shape=(8, 8), cond_fn: Callable | None = None,
+                  progress: bool = True) -> torch.Tensor:
+    """``n`` uint8 images: codes drawn from ``prior`` with ``setting`` (seeded), decoded by ``vqvae``.
+
+    ``prior`` may be a (top, bottom) pair with a VQ-VAE-2: then the codes are drawn level by
+    level (:func:`sample_hierarchical`; ``cond_fn`` as there) and ``shape`` is ignored.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    drawing = dict(labels=labels, temperature=setting.temperature, top_k=setting.top_k,
+                   guidance=setting.guidance, generator=generator, progress=progress)
+    if isinstance(prior, (tuple, list)):
+        top, bottom = prior
+        return sample_hierarchical(top, bottom, n, cond_fn=cond_fn, vqvae2=vqvae, **drawing).images
+    return decode(vqvae, sample_codes(prior, n, shape, **drawing))

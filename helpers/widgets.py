@@ -84,11 +84,13 @@ def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: i
     code prior for a VQ-VAE or a (top, bottom) pair for a VQ-VAE-2 (optionally a third item,
     ``cond_fn`` for a bottom prior without its own condition, e.g. ``vqvae2.top_condition``).
     ``top_k`` 0 or None: off; ``category`` None: unconditional (then ``guidance`` does nothing)."""
-    from .evaluate import sample_images
+    from .artifacts import SamplingSetting
+    from .sampling import sample_images
 
     prior, decoder, *rest = sources[name]
-    return sample_images(prior, decoder, n, labels=category, temperature=temperature, top_k=top_k or None,
-                         guidance=guidance, seed=seed, progress=False, cond_fn=rest[0] if rest else None)
+    setting = SamplingSetting(temperature=temperature, top_k=top_k or None, guidance=guidance)
+    return sample_images(prior, decoder, n, setting=setting, labels=category, seed=seed, progress=False,
+                         cond_fn=rest[0] if rest else None)
 
 
 def sampler_explorer(sources: dict, category_names: Sequence[str], *, n: int = 16, seed: int = 0,

@@ -1,4 +1,4 @@
-"""Same profile + seed -> same data, same split, same codes, same metrics (DESIGN.md, "Seeds").
+"""Same profile + seed -> same data, same split, same codes, same metrics (docs/ARCHITECTURE.md, "Seeds").
 
 Tested on the smoke profile, built twice from the pinned sources and trained on twice. The
 tolerance is zero: on one machine, with one thread (tests/conftest.py), every run performs the
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _smoke import build_smoke
-from helpers import evaluate
+from helpers import autoencode
 from helpers.data import split
 from helpers.models.vqvae import VQVAE
 from helpers.profiles import get_profile
@@ -48,9 +48,9 @@ def train_and_measure(ds) -> tuple[dict, torch.Tensor, dict, dict]:
     trainer = Trainer(model, (train,), (val,), TrainConfig(epochs=2, batch_size=32, lr=1e-3, seed=PROFILE.seed,
                                                            progress=False))
     model = trainer.run()
-    codes = evaluate.encode_all(model, val)
-    metrics, _ = evaluate.reconstruction_report(model, {"train": train, "val": val})
-    metrics.update(evaluate.usage_report(codes, model.config.num_codes))
+    codes = autoencode.encode_all(model, val)
+    metrics, _ = autoencode.reconstruction_report(model, {"train": train, "val": val})
+    metrics.update(autoencode.usage_report(codes, model.config.num_codes))
     history = {k: v for k, v in trainer.history.items() if k != "train_seconds"}   # wall clock
     return history, codes, metrics, model.state_dict()
 

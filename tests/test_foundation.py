@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _notebooks import parameters_cells, read, source
-from helpers import checkpoints, evaluate, paths, pipeline, runtime
+from helpers import checkpoints, paths, pipeline, results, runtime
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.runtime import seed_everything
@@ -53,8 +53,8 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
     monkeypatch.setenv("EMOJIVQ_MINUTES_SCALE", "3")               # gone: it changes nothing
     assert get_profile("full") == PROFILES["full"]
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
-    evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
-    protocol = evaluate.load_metrics("full", "vqvae")["protocol"]
+    results.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
+    protocol = results.load_metrics("full", "vqvae")["protocol"]
     assert set(protocol.pop("machine")) == {"cpu", "cpu_capability", "fast_bf16", "threads", "torch", "commit"}
     assert protocol == {"seed": 0}
 
@@ -90,8 +90,8 @@ def test_metrics_name_the_machine_and_the_commit_they_came_from(monkeypatch, tmp
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
     monkeypatch.setattr(runtime, "git_commit", lambda: "abc1234")
     monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": False)
-    evaluate.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
-    m = evaluate.load_metrics("full", "vqvae")["protocol"]["machine"]
+    results.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
+    m = results.load_metrics("full", "vqvae")["protocol"]["machine"]
     assert (m["commit"], m["fast_bf16"], m["threads"]) == ("abc1234", False, torch.get_num_threads())
     assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and m["torch"] == torch.__version__
 

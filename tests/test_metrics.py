@@ -160,7 +160,7 @@ def test_cached_features_say_computed_then_reused(tmp_path, monkeypatch, capsys)
 def test_reference_is_the_whole_split_or_a_seeded_subset_with_its_own_cache(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from helpers import evaluate, paths
+    from helpers import paths, references
 
     seen = []
     monkeypatch.setattr(metrics, "inception_features",
@@ -168,11 +168,11 @@ def test_reference_is_the_whole_split_or_a_seeded_subset_with_its_own_cache(tmp_
     monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path)
     train = shapes(20, "disc")
     ds = SimpleNamespace(fingerprint="fp", images=lambda size, split: train)
-    images, features = evaluate.reference(ds, 32, "train")
+    images, features = references.reference(ds, 32, "train")
     assert torch.equal(images, train) and len(features) == 20
-    sub, sub_features = evaluate.reference(ds, 32, "train", limit=8, seed=0)
-    again, _ = evaluate.reference(ds, 32, "train", limit=8, seed=0)
-    other, _ = evaluate.reference(ds, 32, "train", limit=8, seed=1)
+    sub, sub_features = references.reference(ds, 32, "train", limit=8, seed=0)
+    again, _ = references.reference(ds, 32, "train", limit=8, seed=0)
+    other, _ = references.reference(ds, 32, "train", limit=8, seed=1)
     assert len(sub) == 8 and torch.equal(sub, again) and not torch.equal(sub, other)
     assert torch.equal(sub_features, sub.flatten(1)[:, :4].double())     # the subset's own features
     assert seen == [20, 8, 8]                     # each set through the network once, then cached
@@ -287,14 +287,14 @@ def test_torch_fidelity_calculate_metrics_runs_our_extractor(discs_and_squares):
 
 
 def test_evaluation_subset_is_seeded_sorted_and_everything_without_a_limit():
-    from helpers import evaluate
+    from helpers import references
 
-    assert torch.equal(evaluate.subset(10, None), torch.arange(10))
-    assert torch.equal(evaluate.subset(10, 10), torch.arange(10))
-    sub = evaluate.subset(100, 30, seed=0)
+    assert torch.equal(references.subset(10, None), torch.arange(10))
+    assert torch.equal(references.subset(10, 10), torch.arange(10))
+    sub = references.subset(100, 30, seed=0)
     assert len(sub) == 30 and len(sub.unique()) == 30 and torch.equal(sub, sub.sort().values)
-    assert torch.equal(sub, evaluate.subset(100, 30, seed=0))
-    assert not torch.equal(sub, evaluate.subset(100, 30, seed=1))
+    assert torch.equal(sub, references.subset(100, 30, seed=0))
+    assert not torch.equal(sub, references.subset(100, 30, seed=1))
 
 
 def test_blank_share_counts_nearly_white_images_only():
@@ -312,13 +312,13 @@ def test_blank_share_counts_nearly_white_images_only():
 
 
 def test_per_vendor_scores_each_vendors_rows_only():
-    from helpers import evaluate
+    from helpers import autoencode
 
     images = torch.zeros(6, 3, 8, 8, dtype=torch.uint8)
     recons = images.clone()
     recons[3:] = 255                                          # vendor 1 reconstructed all wrong
     vendor = torch.tensor([0, 0, 0, 1, 1, 2])
-    rows = evaluate.per_vendor(images, recons, vendor, ["a", "b", "c", "absent"])
+    rows = autoencode.per_vendor(images, recons, vendor, ["a", "b", "c", "absent"])
     assert [r["vendor"] for r in rows] == ["a", "b", "c"] and [r["images"] for r in rows] == [3, 2, 1]
     assert rows[0]["psnr"] > 60 and rows[1]["psnr"] == pytest.approx(0.0, abs=1e-6)
 

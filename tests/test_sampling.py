@@ -119,24 +119,25 @@ def test_decode_returns_uint8_images_of_the_decoder_output():
     assert torch.equal(images, expected)
 
 
-def test_choose_sampling_gives_val_fid_and_blank_share_per_setting_in_order():
-    from helpers import evaluate, metrics
+def test_score_settings_gives_val_fid_and_blank_share_per_setting_in_order():
+    from helpers import metrics, stages
+    from helpers.artifacts import SamplingSetting
 
     prior = _prior("pixelcnn").eval()
     vqvae = VQVAE(VQVAEConfig(hidden=32, res_hidden=16, res_blocks=1, num_codes=K, embed_dim=8)).eval()
     real = metrics.inception_features(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), progress=False)
-    settings = [{"temperature": 1.0, "top_k": None}, {"temperature": 0.5, "top_k": 2}]
-    rows = evaluate.choose_sampling(prior, vqvae, settings, real, n=4, labels=None, seed=3)
-    assert [{k: r[k] for k in ("temperature", "top_k")} for r in rows] == settings
+    settings = [SamplingSetting(1.0, None), SamplingSetting(0.5, 2, guidance=2.0)]
+    rows = stages.score_settings(prior, vqvae, settings, real, n=4, labels=None, seed=3)
+    assert [SamplingSetting.from_dict(r) for r in rows] == settings
     for row in rows:
         assert math.isfinite(row["val_fid"]) and row["val_fid"] > 0
         assert 0.0 <= row["blank_share"] <= 1.0
-    again = evaluate.choose_sampling(prior, vqvae, settings[:1], real, n=4, labels=None, seed=3)
+    again = stages.score_settings(prior, vqvae, settings[:1], real, n=4, labels=None, seed=3)
     assert again[0] == rows[0]                      # seeded: the same samples, the same figures
 
 
 def test_pick_setting_takes_the_best_fid_among_settings_with_few_blank_samples():
-    from helpers.evaluate import pick_setting
+    from helpers.stages import pick_setting
 
     rows = [{"temperature": 0.5, "val_fid": 140.0, "blank_share": 0.065},
             {"temperature": 0.6, "val_fid": 145.0, "blank_share": 0.015},

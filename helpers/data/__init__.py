@@ -24,6 +24,6 @@ from .decode import (MAX_SIDE, BadImage, composite_on_white, open_image, open_rg
 from .errors import ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError
 from .framing import FRAME_SHARE, content_box, frame
 from .sources import IMAGE_FORMATS, Source, extract, fetch, load_manifest, resolve_source, sha256_file, unpack
-from .split import VAL_FRACTION, merge_duplicates, rank, split
+from .split import SPLIT_RULE, VAL_FRACTION, merge_duplicates, rank, split
 
 __all__ = [name for name in dir() if not name.startswith("_")]

