@@ -102,6 +102,12 @@ class CodeGrids:
     def val_labels(self) -> torch.Tensor:
         return self.category[self.val_idx]
 
+    def __str__(self) -> str:
+        levels = ", ".join(f"{level} {tuple(c.shape[1:])} of K = {self.num_codes[level]}" for level, c in self.codes.items())
+        return (f"{len(self.train_idx)} train / {len(self.val_idx)} val code grids ({levels}), "
+                f"{len(self.category_names)} categories; priors train on {len(self.fit_labels())} grids "
+                f"(the train images' and {self.copies} augmented copies of each)")
+
     def save(self, path: str | Path) -> Path:
         return atomic_save({"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
 

@@ -103,7 +103,7 @@ class AutoencoderFit:
 
 def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config: TrainConfig, profile,
                     producer: str, flip: bool = False, shift: int = 0, encode: bool = True,
-                    callbacks: Sequence = ()) -> AutoencoderFit:
+                    live_every: int | None = None) -> AutoencoderFit:
     """Train ``model`` on the ``size`` px train images of ``ds`` for ``config`` (or resume it from
     ``<name>.last.pt``, or load the finished ``<name>.pt``), then measure it on the evaluation
     subsets of the profile (``profile.eval_limit``: all images when None).
@@ -111,11 +111,16 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     With ``encode``, every image of the dataset is encoded once, and so are the train images'
     mirrored (``flip``) and ``shift``-pixel moved copies when the profile augments: the code grids
     the priors train on, saved by :meth:`CodeGrids.save` by the caller's choice of name.
+    ``live_every``: redraw 12 val images over their reconstructions every that many epochs.
     """
     train, val = ds.images(size, "train"), ds.images(size, "val")
+    callbacks = [] if live_every is None else [_live_reconstructions(val[:12], live_every)]
     trainer = Trainer(model, (train,), (val,), config, paths.checkpoint_path(profile.name, name),
-                      data_fingerprint=ds.fingerprint, extra={"image_size": size}, callbacks=list(callbacks))
+                      data_fingerprint=ds.fingerprint, extra={"image_size": size}, callbacks=callbacks)
     model = trainer.run()
+    cut = " — cut by its time cap" if trainer.time_capped else ""
+    print(f"{name}: {trainer.step} steps ({trainer.epoch} epochs), {trainer.seconds / 60:.1f} min of training, "
+          f"best val loss {trainer.best_val:.4f}{cut}")
     picks = {split: references.subset(len(x), profile.eval_limit, profile.seed)
              for split, x in (("train", train), ("val", val))}
     evals = {"train": train[picks["train"]], "val": val[picks["val"]]}
@@ -138,6 +143,22 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
                           category_names=list(ds.category_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
                           fingerprint=ds.fingerprint, producer=producer, autoencoder_step=trainer.step)
     return fit
+
+
+def _live_reconstructions(shown: torch.Tensor, every: int):
+    from . import viz
+
+    return viz.LiveGrid(lambda m: viz.compare_grid([shown, reconstruct(m, shown)], ["val", "recon"]),
+                        every=every, title="epoch {epoch}")
+
+
+def describe_run(model: torch.nn.Module, config: TrainConfig, **named):
+    """The table of a run's hyperparameters: ``named`` first, the model's config, its parameter count
+    and the training config."""
+    from . import viz
+
+    n_params = sum(p.numel() for p in model.parameters())
+    return viz.table({**named, **vars(model.config), "parameters": n_params, **config.as_dict()})
 
 
 def rate_row(fit: AutoencoderFit) -> dict:
