@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="auto: bf16 where the hardware has it natively, else fp32")
     args = parser.parse_args(argv)
 
-    # Imported here: --help should not pay for the data pipeline and the model families.
+    # Imported here: importers of init_distributed or CLI_DEFAULTS need no data pipeline or model family.
     from .data import load_dataset
     from .models.vqvae import VQVAE
     from .models.vqvae2 import VQVAE2
