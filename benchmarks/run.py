@@ -63,7 +63,9 @@ def workloads(g: torch.Generator) -> dict:
         "pixelsnail_top": (lambda: PixelSNAIL.for_vqvae2(vq2, "top", num_classes=CLASSES), 64,
                            lambda n: (_codes(n, kt, 8, 8, g), labels(n))),
         "pixelsnail_bottom": (lambda: PixelSNAIL.for_vqvae2(vq2, "bottom"), 64,
-                              lambda n: (_codes(n, kb, 16, 16, g), _codes(n, kt, 8, 8, g))),
+                              # (codes, labels, cond): no categories, so the labels are a zero placeholder
+                              lambda n: (_codes(n, kb, 16, 16, g), torch.zeros(n, dtype=torch.long),
+                                         _codes(n, kt, 8, 8, g))),
         "superres": (lambda: SuperRes.from_vqvae2(vq2), 32,
                      lambda n: (_codes(n, kt, 8, 8, g), _codes(n, kb, 16, 16, g), images(n, 64), images(n, 128))),
     }

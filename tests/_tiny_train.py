@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from helpers.cli import init_distributed
 from helpers.models.quantize import VectorQuantizer
 from helpers.models.vqvae import VQVAE, VQVAEConfig
 from helpers.runtime import seed_everything
-from helpers.train import TrainConfig, Trainer, init_distributed
+from helpers.train import TrainConfig, Trainer
 
 
 def synthetic_images(n: int, seed: int = 0) -> torch.Tensor:

@@ -114,7 +114,7 @@ def test_fid_feature_pass_runs_on_the_picked_device_with_tf32_off(monkeypatch, t
             return (torch.zeros(len(x), 2048),)
 
     monkeypatch.setattr(runtime, "pick_device", lambda: META)
-    monkeypatch.setattr(metrics, "feature_extractor", lambda kind, device: Recorder())
+    monkeypatch.setattr(metrics.inception, "feature_extractor", lambda kind, device: Recorder())
     tf32_flags(True)   # as if a training run had left TF32 on
     out = metrics.inception_features(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), batch_size=2, progress=False)
     assert out.shape == (3, 2048) and out.device == torch.device("cpu")

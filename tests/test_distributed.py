@@ -1,7 +1,7 @@
 """Training under torchrun: two processes, gloo on CPU, DDP and the quantizer's all-reduced EMA.
 
 Each run is a real ``torchrun --standalone`` (it picks a free port itself) of tests/_tiny_train.py
-or of ``-m helpers.train``; every rank writes what it ended with, and the test compares the ranks.
+or of ``-m helpers.cli``; every rank writes what it ended with, and the test compares the ranks.
 """
 
 import os
@@ -80,11 +80,11 @@ def smoke_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_command_line_under_torchrun_writes_one_finished_checkpoint(smoke_dir, tmp_path):
-    """``torchrun -m helpers.train`` on the smoke data (the default VQ-VAE, a 3 s budget to bound the
+    """``torchrun -m helpers.cli`` on the smoke data (the default VQ-VAE, a 3 s budget to bound the
     test): the process group comes up from torchrun's environment, rank 0 writes a finished
     checkpoint in the project's format, and both processes exit cleanly."""
     env = {**ENV, "EMOJIVQ_PROCESSED_DIR": str(smoke_dir), "EMOJIVQ_ARTIFACTS_DIR": str(tmp_path)}
-    proc = torchrun("-m", "helpers.train", "--model", "vqvae", "--profile", "smoke", "--epochs", "100",
+    proc = torchrun("-m", "helpers.cli", "--model", "vqvae", "--profile", "smoke", "--epochs", "100",
                     "--minutes", "0.05", "--name", "ddp", env=env)
     assert "2 process(es) on cpu" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "smoke" / "ddp.pt", expect={"image_size": 32})

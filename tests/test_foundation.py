@@ -12,9 +12,9 @@ import torch
 from _notebooks import parameters_cells, read, source
 from helpers import checkpoints, paths, pipeline, results, runtime
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
+from helpers.cli import CLI_DEFAULTS
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.runtime import seed_everything
-from helpers.train import CLI_DEFAULTS
 
 
 def test_require_names_the_notebook_to_run_first(tmp_path):
@@ -203,7 +203,7 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
 
 @pytest.mark.parametrize("model,notebook", [("vqvae", "01_vqvae"), ("vqvae2", "03_vqvae2")])
 def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
-    """`python -m helpers.train --model M` trains as its notebook does: same peak LR and batch."""
+    """`python -m helpers.cli --model M` trains as its notebook does: same peak LR and batch."""
     (cell,) = parameters_cells(read(notebook))
     params = {}
     exec(source(cell), {}, params)

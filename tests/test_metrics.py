@@ -13,6 +13,8 @@ import torch
 
 from helpers import metrics
 from helpers.checkpoints import safe_load
+from helpers.metrics import features as metrics_features
+from helpers.metrics import inception as metrics_inception
 
 
 def shapes(n: int, kind: str, seed: int = 0, size: int = 32) -> torch.Tensor:
@@ -106,7 +108,7 @@ def test_torchscript_weights_map_onto_every_torch_fidelity_inception_weight():
 
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    mapped = metrics._map_torchscript_weights(metrics._load_torchscript().state_dict())
+    mapped = metrics_inception._map_torchscript_weights(metrics_inception._load_torchscript().state_dict())
     buffer = io.BytesIO()
     torch.save(mapped, buffer)
     buffer.seek(0)
@@ -132,7 +134,7 @@ def test_train_features_are_computed_once_then_reused_from_disk(tmp_path, monkey
         calls.append(len(images))
         return torch.randn(len(images), 2048, dtype=torch.float64)
 
-    monkeypatch.setattr(metrics, "inception_features", fake_network)
+    monkeypatch.setattr(metrics_features, "inception_features", fake_network)
     train = shapes(12, "disc")
     key = "fp0123abcd-train-32"
     first = metrics.cached_features(train, key, tmp_path)
@@ -148,7 +150,7 @@ def test_train_features_are_computed_once_then_reused_from_disk(tmp_path, monkey
 
 
 def test_cached_features_say_computed_then_reused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(metrics, "inception_features",
+    monkeypatch.setattr(metrics_features, "inception_features",
                         lambda images, **kw: torch.zeros(len(images), 2048, dtype=torch.float64))
     images = shapes(3, "disc")
     metrics.cached_features(images, "fp-val-32", tmp_path)
@@ -163,7 +165,7 @@ def test_reference_is_the_whole_split_or_a_seeded_subset_with_its_own_cache(tmp_
     from helpers import paths, references
 
     seen = []
-    monkeypatch.setattr(metrics, "inception_features",
+    monkeypatch.setattr(metrics_features, "inception_features",
                         lambda images, **kw: seen.append(len(images)) or images.flatten(1)[:, :4].double())
     monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path)
     train = shapes(20, "disc")

@@ -143,27 +143,31 @@ def test_bottom_conditioning_changes_the_distribution():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(150):
         idx = torch.randint(0, 256, (64,))
-        loss, logs = model.training_step((bottom[idx], top[idx]))
+        loss, logs = model.training_step((bottom[idx], None, top[idx]))
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    right = model.training_step((bottom, top))[0].item()
-    wrong = model.training_step((bottom, top[torch.randperm(256)]))[0].item()
+    right = model.training_step((bottom, None, top))[0].item()
+    wrong = model.training_step((bottom, None, top[torch.randperm(256)]))[0].item()
     assert right < 0.3 and wrong > 1.0, (right, wrong)
     samples = sample_codes(model, 32, (4, 4), cond=model.condition(top[:32]).detach(), progress=False,
                            generator=torch.Generator().manual_seed(0))
     assert (samples == bottom[:32]).float().mean() > 0.9
 
 
-def test_training_step_takes_either_batch_order():
+def test_training_step_takes_codes_labels_cond_as_the_pixelcnn():
     cfg = replace(BOTTOM, num_classes=3)
     model = _model(cfg).float()
     codes, labels, cond = _inputs(cfg, batch=4)
-    a, logs = model.training_step((codes, cond, labels))
-    b, _ = model.training_step((codes, labels, cond))
+    a, logs = model.training_step((codes, labels, cond))
+    b, _ = model.training_step((codes, labels, model.condition(cond)))   # the map instead of the codes
     assert torch.allclose(a, b) and set(logs) == {"nll", "acc"}
     assert abs(logs["nll"] - torch.log(torch.tensor(16.0)).item()) < 1.0   # about uniform at init
+    with pytest.raises(ValueError, match="codes, labels"):
+        model.training_step((codes, cond, labels))                        # the order is not guessed
+    without = _model(BOTTOM).float()                                        # no categories: labels ignored
+    assert torch.equal(without.training_step((codes, labels, cond))[0], without.training_step((codes, None, cond))[0])
 
 
 def test_sample_hierarchical_shapes_and_condition_computed_once_per_batch():

@@ -7,8 +7,9 @@ import torch
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models import MODEL_REGISTRY
-from helpers.models import vqvae as vqvae_mod
-from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig, ssim
+from helpers.models import losses as losses_mod
+from helpers.models.losses import ssim
+from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig
 
 
 TINY = dict(hidden=32, res_hidden=16, res_blocks=1, num_codes=32, embed_dim=8)
@@ -134,7 +135,7 @@ def test_ssim_matches_torchmetrics():
 
 def test_perceptual_term_is_skipped_with_one_message_when_weights_are_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(vqvae_mod, "_vgg_cache", [])
+    monkeypatch.setattr(losses_mod, "_vgg_cache", [])
     model = VQVAE(VQVAEConfig(perceptual_weight=1.0, **TINY)).train()
     for _ in range(2):
         loss, logs = model.training_step((_images(4),))

@@ -32,7 +32,8 @@ for the bottom prior, the top codes (``cond_num_codes > 0``). ``condition(top_co
 conditioning map once; ``forward`` takes either the top codes (long, (B, h, w)) or that map
 (float, (B, cond_channels, H, W)), so samplers compute it once per batch, never per position.
 
-``training_step`` returns the NLL in nats per code.
+``training_step`` takes ``(codes[, labels[, cond]])``, the gated PixelCNN's order, and returns the
+NLL in nats per code.
 """
 
 from __future__ import annotations
@@ -364,22 +365,17 @@ class PixelSNAIL(Configurable, nn.Module):
 
     # ---- training -------------------------------------------------------------------------------
 
-    def _unpack(self, batch):
-        """(codes[, labels][, cond]) in either order after the codes: labels are 1-D (B,),
-        cond (top codes or their map) has >= 3 dims. So (codes, labels, cond) — the PixelCNN's
-        order — and (codes_bottom, codes_top, labels) both work."""
-        codes, labels, cond = batch[0].long(), None, None
-        for t in batch[1:]:
-            if t.dim() == 1:
-                labels = t
-            else:
-                cond = t
-        return codes, (labels if self.config.num_classes > 0 else None), cond
-
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        """batch = (codes,) or (codes, labels) for the top prior, (codes_bottom, codes_top[, labels])
-        or (codes_bottom, labels, codes_top) for the bottom prior -> NLL in nats per code."""
-        codes, labels, cond = self._unpack(batch)
+        """batch = (codes[, labels[, cond]]), the gated PixelCNN's order: codes (B, H, W); labels (B,),
+        ignored without categories (``num_classes`` 0) and None allowed; cond the top codes
+        (B, h, w) long or their map from :meth:`condition` (bottom prior) -> NLL in nats per code."""
+        codes = batch[0].long()
+        labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
+        cond = batch[2] if len(batch) > 2 else None
+        if (labels is not None and labels.dim() != 1) or (cond is not None and cond.dim() < 3):
+            # a batch in another order would otherwise fail deep inside, or train on the wrong input
+            raise ValueError("a PixelSNAIL batch is (codes, labels (B,), cond (B, h, w) or its map), got shapes "
+                             f"{[None if t is None else tuple(t.shape) for t in batch]}")
         logits = self(codes, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
         nll = F.cross_entropy(logits, codes.reshape(-1))
         with torch.no_grad():   # argmax over fp32 rows: ~3x faster on CPU than over bf16 ones

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from ..tensors import to_model_input
 from . import Configurable, register
+from .losses import reconstruction_loss
 from .vqvae import ResBlock
-from .vqvae import reconstruction_loss
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Paper: Razavi, van den Oord, Vinyals 2019, "Generating Diverse High-Fidelity Images with
 VQ-VAE-2". The quantizer of both levels (EMA codebook, k-means init, dead-code restart) is the
-one of the VQ-VAE (quantize.py); the residual block and the SSIM loss come from vqvae.py.
+one of the VQ-VAE (quantize.py); the residual block comes from vqvae.py, the loss from losses.py.
 
 Shapes at 64x64 (the names say which grid a tensor lives on):
 
@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from ..tensors import to_model_input
 from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
-from .vqvae import ResBlock, reconstruction_loss
+from .losses import reconstruction_loss
+from .vqvae import ResBlock
 
 
 @dataclass
