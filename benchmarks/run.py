@@ -17,7 +17,7 @@ channels_last copy (features must agree within 1e-4).
     python benchmarks/run.py [--steps 20] [--repeats 3] [--only vqvae32,pixelcnn] [--skip-fid]
 
 Run it on an idle machine: two OpenMP threads on two busy cores wait on each other and the
-figures collapse (see README, "Performance").
+figures collapse (docs/PERFORMANCE.md, "A busy machine").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The benchmark harness reports what the README's performance table reads (key names of issue 7)."""
+"""The benchmark harness reports what docs/PERFORMANCE.md's table reads."""
 
 import importlib.util
 from pathlib import Path

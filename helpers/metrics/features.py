@@ -1,5 +1,5 @@
-"""The feature cache: Inception costs 0.13-0.19 CPU-seconds per image (5.7 GFLOP at 299x299),
-so every image set goes through the network once: :func:`cached_features` keeps the features of
+"""The feature cache: Inception costs more per image than anything else the chain runs (5.7 GFLOP
+at 299x299; docs/PERFORMANCE.md), so every image set goes through the network once: :func:`cached_features` keeps the features of
 real image sets on disk, keyed by the caller's fingerprint (dataset fingerprint + split + image
 size) and checked against a digest of the pixels.
 """

@@ -27,7 +27,7 @@ def fid_from_features(f1, f2, method: str = "auto") -> float:
     how they get tr sqrt(S1 S2), the one expensive term:
 
     ``"torch-fidelity"``: its fid_statistics_to_metric verbatim — eigenvalues of the
-        non-symmetric 2048x2048 product, ~10-25 s on 2 cores.
+        non-symmetric 2048x2048 product, the slow way.
     ``"eigh"``: the symmetric R S2 R with R = S1^(1/2) has the same eigenvalues (AB and BA
         share them); R is cached in the stats dict, so repeated FIDs against one real set
         cost one symmetric eigendecomposition each (~4x faster).
@@ -75,8 +75,7 @@ def kid_from_features(fake: torch.Tensor, real: torch.Tensor, subset_size: int =
                       seed: int = 2020) -> tuple[float, float]:
     """(KID mean, std) over ``subsets`` random subsets (polynomial kernel, torch-fidelity's
     defaults); the subset size shrinks to the smaller set when the sets are small. float32
-    features, as torch-fidelity's own pipeline feeds them: half the time of float64 (100
-    subsets of 1000 cost ~10-25 s on 2 cores)."""
+    features, as torch-fidelity's own pipeline feeds them: half the time of float64."""
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     size = min(subset_size, len(fake), len(real))

@@ -9,9 +9,9 @@ feature extractors:
 ``inception-v3-tf-fast``   its weights mapped onto torch-fidelity's own
     InceptionV3 module, every BatchNorm folded into the convolution before it,
     run channels_last, with the TF1.x bilinear resize
-    written as two small matrix products instead of four gathers. Same
-    features within 1e-4 (measured max 8e-6); 1.5x less CPU time per image
-    (0.126 vs 0.189 s on one thread, measured; benchmarks/fid_speed.py).
+    written as two small matrix products instead of four gathers. The same
+    features within 1e-4 (tests/test_metrics.py), in less CPU time per image
+    (benchmarks/fid_speed.py; docs/PERFORMANCE.md).
 
 Both resize to 299x299 as torch-fidelity's inception-v3-compat does
 (TensorFlow 1.x bilinear, align_corners=False; the fast path's matrix form

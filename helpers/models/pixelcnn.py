@@ -42,8 +42,8 @@ from . import Configurable, register
 
 class Dropout(nn.Dropout):
     """nn.Dropout with its mask drawn by ``torch.rand_like``: the same distribution at about half
-    the cost on CPU (``bernoulli_`` draws 1M values in ~6 ms here, ``rand`` in ~3 ms; the masks
-    took a tenth of a step of the 16x16 bottom PixelSNAIL). Keeps the input's memory format."""
+    the cost of ``bernoulli_`` on CPU, where the masks are a noticeable share of a bottom
+    PixelSNAIL's step (docs/PERFORMANCE.md). Keeps the input's memory format."""
 
     def forward(self, x):
         if not self.training or self.p == 0:

@@ -75,11 +75,9 @@ class PixelSNAILConfig:
 
 # Named settings: the top prior (8x8) and the bottom prior (16x16, conditioned on the 8x8 top
 # codes) at 64x64, sized for minutes of CPU training. The bottom prior has no attention: its
-# two 16x16 attention layers took a fifth of a training step and gain nothing from bf16 here;
-# without them it trains ~1.45x faster, and in the same 6 minutes on the full profile's codes
-# it reached val NLL 3.13 nats/code (7 epochs) against 3.27 with attention (5 epochs); 96
-# channels instead of 64 reached 3.19 (5 epochs). Most of what a bottom code needs is local
-# and the top codes bring the rest.
+# 16x16 attention layers cost a large share of a step, and without them it trained faster to a
+# lower val NLL in equal time (docs/EXPERIMENTS.md, "The priors"). Most of what a bottom code
+# needs is local and the top codes bring the rest.
 PIXELSNAIL_CONFIGS = {
     "top": PixelSNAILConfig(num_codes=256, height=8, width=8, channels=128, blocks=4, res_blocks=2,
                             dropout=0.1),
@@ -90,8 +88,7 @@ PIXELSNAIL_CONFIGS = {
 
 
 def _act(x):
-    # The paper uses ELU; SiLU is as smooth and ~5x cheaper on CPU in bf16 (measured: ELU took
-    # ~10% of a training step).
+    # The paper uses ELU; SiLU is as smooth and much cheaper on CPU in bf16 (docs/PERFORMANCE.md).
     return F.silu(x)
 
 
@@ -102,9 +99,9 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _attend(q, k, v, mask, dropout: float):
-    """Masked attention. For short sequences (the 8x8 top grid) explicit matrix products are ~3x
+    """Masked attention. For short sequences (the 8x8 top grid) explicit matrix products are
     faster on CPU than the fused kernel; for 16x16 the fused kernel wins, and in fp32: its bf16
-    version is ~25% slower on CPU (measured, fwd + bwd, batch 64; the casts cost less)."""
+    version is slower on CPU than the casts around it (docs/PERFORMANCE.md)."""
     if q.shape[-2] > 128 or dropout > 0:
         with torch.autocast(q.device.type, enabled=False):   # autocast would cast back to bf16
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,

@@ -9,8 +9,8 @@ px too. Baselines are bicubic / Lanczos upscaling of the 64x64 image (05_extensi
 With ``skip`` (the default) the decoder also reads the 64x64 image itself (folded into its
 16x16 grid by a pixel unshuffle) and draws only the difference to the bicubic upscale of it, the
 usual residual form of super-resolution: codes alone cannot beat bicubic, because the VQ-VAE-2
-reconstruction they describe is itself further from the image than bicubic is (measured: codes
-only 26.2 dB against bicubic 29.4 dB on val, the full run at ec5af1b). Samples of the priors
+reconstruction they describe is itself further from the image than bicubic is
+(docs/EXPERIMENTS.md, "Learning rates"). Samples of the priors
 have no real 64x64 image; their VQ-VAE-2 decoding stands in for it.
 
 Embeddings are copies of the VQ-VAE-2 codebooks (:meth:`SuperRes.from_vqvae2`) and stay frozen

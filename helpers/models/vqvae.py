@@ -41,7 +41,7 @@ class VQVAEConfig:
     decay: float = 0.99             # EMA decay of the codebook
     kmeans_init: bool = True        # codebook from k-means on the first batch
     restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
-                                    # 20 (vs 100) ends the collapse after the k-means init 80 steps sooner
+                                    # short: it ends the collapse after the k-means init sooner
     restart_threshold: float = 0.0  # also re-seed codes whose EMA count falls below this (0: off)
     ssim_weight: float = 0.0        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of the L1 term: less blur on flat colour regions
@@ -49,8 +49,8 @@ class VQVAEConfig:
 
 
 # The report's configuration (codebook 256, hidden 256, embedding 256) and ours.
-# "default" is chosen by measurement on 2 CPU cores (docs/EXPERIMENTS.md, "Choosing the VQ-VAE"): 1024 codes of
-# dim 32 beat 512 of dim 64 by 0.5 dB at equal time, with every code still in use.
+# "default" is chosen by measurement (docs/EXPERIMENTS.md, "Choosing the VQ-VAE"): many small codes
+# beat fewer large ones at equal time, with every code still in use.
 VQVAE_CONFIGS = {
     "report": VQVAEConfig(num_codes=256, hidden=256, embed_dim=256, res_hidden=64,
                           ssim_weight=0.0, l1_weight=0.0),
