@@ -164,14 +164,15 @@ class SampleSet:
 
 def load_model(profile: str, name: str, ds, device=None) -> tuple[torch.nn.Module, dict]:
     """The model checkpoint ``name`` (e.g. "vqvae") of ``profile``, rebuilt in eval mode on
-    ``device``, and the checkpoint dict; stops with the notebook to run when it is missing or was
+    ``device`` (default: :func:`helpers.runtime.pick_device`), and the checkpoint dict; stops with the notebook to run when it is missing or was
     trained on another dataset than ``ds``. The global random stream is as it was before."""
     from .checkpoints import build_model, load_checkpoint
+    from .runtime import pick_device
 
     ckpt = load_checkpoint(paths.require(paths.checkpoint_path(profile, name), name))
     _check(ds, ckpt["data_fingerprint"], name, paths.PRODUCERS.get(name, "the notebook that trains it"))
     with torch.random.fork_rng(devices=[]):   # building draws initial weights: loading leaves the seeded stream alone
-        model = build_model(ckpt, device).eval()
+        model = build_model(ckpt, pick_device() if device is None else device).eval()
     return model, ckpt
 
 
