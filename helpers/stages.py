@@ -152,13 +152,13 @@ def _live_reconstructions(shown: torch.Tensor, every: int):
                         every=every, title="epoch {epoch}")
 
 
-def describe_run(model: torch.nn.Module, config: TrainConfig, **named):
+def describe_run(model: torch.nn.Module, train_config: TrainConfig, /, **named):
     """The table of a run's hyperparameters: ``named`` first, the model's config, its parameter count
     and the training config."""
     from . import viz
 
     n_params = sum(p.numel() for p in model.parameters())
-    return viz.table({**named, **vars(model.config), "parameters": n_params, **config.as_dict()})
+    return viz.table({**named, **vars(model.config), "parameters": n_params, **train_config.as_dict()})
 
 
 def rate_row(fit: AutoencoderFit) -> dict:

@@ -146,3 +146,11 @@ def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
     assert torch.equal(cond, grids.val("top").float()[:, None] * 2)
     assert len(stages._level_data(grids, cnn, "top", "fit")) == 2 and n_train == len(grids.train_idx)
     assert cnn.checkpoint_name("bottom") == "pixelcnn_bottom" and stages.PriorFamily("p", {}).checkpoint_name("codes") == "p"
+
+
+def test_describe_run_tables_the_names_the_model_config_and_the_training_config():
+    model = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
+    table = stages.describe_run(model, TrainConfig(max_steps=3, lr=1e-3), config="default")
+    rows = dict(zip(table.index, table.iloc[:, 0]))
+    assert rows["config"] == "default" and rows["num_codes"] == 16 and rows["max_steps"] == 3
+    assert rows["parameters"] == sum(p.numel() for p in model.parameters())
