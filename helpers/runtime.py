@@ -58,17 +58,21 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Does ``device`` have fast bf16 kernels? On CPU, PyTorch's own test for oneDNN's bf16 path
-    (AVX-512 on x86; bf16 on Arm). Without them bf16 is emulated and training under bf16
-    autocast is many times slower than in fp32 (docs/PERFORMANCE.md, "On a CPU without fast bf16")."""
+    """Does ``device`` have fast bf16 kernels? On an x86 CPU, bf16 instructions (AVX512-BF16 or
+    AMX): oneDNN also "supports" bf16 on plain AVX-512 by converting, and training under bf16
+    autocast there is about half as fast as fp32. On other CPUs (Arm), oneDNN's own check.
+    Without them bf16 is emulated and slower than fp32 (docs/PERFORMANCE.md, "On a CPU without
+    fast bf16")."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
     try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):   # a private check: a torch without it gets fp32
+    except (AttributeError, RuntimeError):   # private checks: a torch without them gets fp32
         return False
 
 

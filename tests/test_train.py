@@ -279,3 +279,16 @@ def test_a_wall_clock_cap_stops_the_run_and_marks_it_time_capped(tmp_path, monke
     again = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=1000), tmp_path / "m.pt")
     again.run()
     assert again.time_capped
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, False), (True, False, True), (False, True, True)])
+def test_on_x86_fast_bf16_needs_bf16_instructions_not_just_avx512(monkeypatch, avx512_bf16, amx, expected):
+    # oneDNN says bf16 is "supported" on any AVX-512 CPU; without AVX512-BF16 or AMX it converts,
+    # and training in bf16 runs at about half the speed of fp32.
+    from helpers import runtime
+
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert runtime.native_bf16("cpu") is expected
