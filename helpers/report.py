@@ -1,7 +1,8 @@
 """The results table: every number of the original report ("Emoji Generation With VQ-VAE")
 beside ours, read from ``artifacts/<profile>/metrics/*.json``.
 
-    python -m helpers.report --profile full        # writes docs/results/RESULTS.md (+ figures)
+    python -m helpers.report --profile full            # writes docs/results/RESULTS.md (+ figures)
+    python -m helpers.report --profile full --readme   # ... and the README's headline table
 
 :func:`results_table` gives the same table as a pandas DataFrame for 06_analysis. A metrics file
 that does not exist yet gives "—" cells and a printed note, never an error, so the table can be
@@ -338,12 +339,44 @@ def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
     return path
 
 
+README_MARKERS = ("<!-- results table: begin -->", "<!-- results table: end -->")
+
+
+def headline_rows(rows: list[dict]) -> list[dict]:
+    """The rows the README shows: every one the report has a number for, and the floors and the
+    GAN-test beside them (the whole table stays in RESULTS.md)."""
+    return [r for r in rows if r["report"] is not None or "floor" in r["metric"] or "recognisable" in r["metric"]]
+
+
+def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:
+    """Replace what stands between the two :data:`README_MARKERS` of the README with the headline
+    rows of ``profile``'s results, and say which run they come from; nothing else is touched."""
+    readme = Path(readme) if readme is not None else paths.PROJECT_ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = README_MARKERS
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{readme} needs one {begin!r} line before one {end!r} line around its results table")
+    rows, found, notes = results_rows(profile)
+    machines = sorted({machine_text(m) for stage, m in found.items() if stage != "timing"})
+    table = _frame(headline_rows(rows)).drop(columns=["better"])
+    source = (f"Profile `{profile}`, from `artifacts/{profile}/metrics/` ({len(found)} metrics files"
+              + (f"; not yet measured: {len(notes)}" if notes else "") + f"); ran on: {'; '.join(machines) or DASH}.")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{source}\n\n{_markdown_table(table)}\n{end}{tail}")
+    print(f"wrote the results table of {readme} ({len(table)} rows)")
+    return readme
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
     parser.add_argument("--out", default=None, help=f"output folder (default {paths.DOCS_RESULTS_DIR})")
+    parser.add_argument("--readme", action="store_true", help="also rewrite the README's headline results table")
     args = parser.parse_args(argv)
     write_results(args.profile, args.out)
+    if args.readme:
+        write_readme_table(args.profile)
     return 0
 
 

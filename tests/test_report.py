@@ -154,3 +154,35 @@ def test_a_time_capped_run_is_marked_beside_its_figures(artifacts):
     assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID") == "150.0 (time-capped)"
     assert _cell(df, "PixelCNN prior (VQ-VAE)", "gated PixelCNN FID") == "140.0"
     assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)") == "30.10"
+
+
+def test_the_readme_table_is_rewritten_between_its_markers_and_nothing_else(artifacts, tmp_path):
+    _write(artifacts, ["vqvae", "prior_vqvae"])
+    begin, end = report.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n\n{begin}\nan old table\n{end}\n\n## after\ntext\n")
+    report.write_readme_table("smoke", readme)
+    text = readme.read_text()
+    assert text.startswith("# title\n\nintro\n\n" + begin) and text.endswith(end + "\n\n## after\ntext\n")
+    assert "an old table" not in text
+    inside = text.split(begin)[1].split(end)[0]
+    assert "| 30.10 |" in inside or "30.1" in inside                  # our VQ-VAE val PSNR
+    assert "29.24" in inside and "FID floor" in inside                 # the report's number, the floor
+    assert "train PSNR" not in inside                                  # the whole table stays in RESULTS.md
+    assert "not yet measured: " in inside and "Profile `smoke`" in inside
+    report.write_readme_table("smoke", readme)                         # again: the same file
+    assert readme.read_text() == text
+
+
+def test_a_readme_without_its_markers_is_refused_untouched(artifacts, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="results table: begin"):
+        report.write_readme_table("smoke", readme)
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_the_readme_has_the_markers_its_table_is_written_between():
+    text = (paths.PROJECT_ROOT / "README.md").read_text()
+    begin, end = report.README_MARKERS
+    assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end)
