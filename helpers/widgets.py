@@ -56,7 +56,8 @@ def _explorer(controls: list, render: Callable[[], "plt.Figure"], static: bool |
     from IPython.display import display
 
     out = widgets.Output()
-    box = widgets.VBox([widgets.HBox(controls), out])
+    # the controls wrap onto more lines where the page is narrower than their row
+    box = widgets.VBox([widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")), out])
 
     def refresh(*_):
         with out:

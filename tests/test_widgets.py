@@ -49,6 +49,7 @@ def test_sampler_callback_and_explorer(models):
     box = w.sampler_explorer(sources, ["a", "b", "c"], n=4, max_top_k=K, static=False)
     assert isinstance(box, widgets.VBox)
     controls = box.children[0].children
+    assert box.children[0].layout.flex_flow == "row wrap"     # a narrow page wraps the controls
     button = next(c for c in controls if isinstance(c, widgets.Button))
     assert "seed 0" in box.figure.axes[0].get_title()
     button.click()                                            # draws a fresh grid, no browser needed
