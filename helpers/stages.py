@@ -263,7 +263,7 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
     """Fit every family on ``grids`` and measure it; returns ({family: PriorFit}, metrics).
 
     1. Train each level of each family (``configs[checkpoint name]``), resuming or loading what is done.
-    2. Score ``settings`` on val (FID of ``profile.n_samples // 10`` samples) and pick one per family.
+    2. Score ``settings`` on val (FID of a tenth of ``profile.n_samples``, at least 8) and pick one per family.
     3. Train the GAN-test classifier on the real ``size`` px images (:func:`recognise.classifier_config`).
     4. Draw ``profile.n_samples`` images per family (categories as in the train set), score them
        against the train images beside ``fid_floor`` (real val images) and ``fid_recon`` (the
