@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import paths
 from .checkpoints import atomic_write_json
-from .profiles import PROFILES
+from .profiles import profile_names
 
 STAMP_FORMAT = 1
 
@@ -251,7 +251,7 @@ def _run(profile: str, chosen: list[Path], kernel: str | None, forced: set[str])
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default=os.environ.get("EMOJIVQ_PROFILE", "full"), choices=sorted(PROFILES))
+    parser.add_argument("--profile", default=os.environ.get("EMOJIVQ_PROFILE", "full"), choices=profile_names())
     parser.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN (e.g. 02)")
     parser.add_argument("--only", action="append", metavar="NN", help="run only notebook NN (repeatable)")
     parser.add_argument("--force", action="append", metavar="NN",

@@ -11,9 +11,14 @@ and a budget should not change meaning when the data or its copies do.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 DEFAULT_PROFILE = "full"
+# The split of 00. "identity" is ours: val emojis were never seen in any drawing. "random" is the
+# original report's (a random 80/20 of images), where most val images have another vendor's
+# drawing or skin tone of the same emoji in train: kept only to set our figures beside the report's.
+SPLITS = ("identity", "random")
+RANDOM_SUFFIX = "-random"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,15 @@ class Profile:
                                  # and inpainting metrics, super-resolution): a seeded subset; None = all
     augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
     seed: int = 0
+    split: str = "identity"      # 00: "identity" (every drawing of an emoji on one side) or "random"
+
+    def with_split(self, split: str) -> "Profile":
+        """This profile on another split: ``"random"`` is the profile ``<name>-random``, with its own
+        dataset and artifacts, so both splits' results can stand side by side."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+        base = self.name.removesuffix(RANDOM_SUFFIX)
+        return replace(self, name=base if split == "identity" else base + RANDOM_SUFFIX, split=split)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,10 +83,17 @@ PROFILES = {
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name`` (default: $EMOJIVQ_PROFILE, else "full")."""
+def profile_names() -> list[str]:
+    """Every name :func:`get_profile` takes: the table's rows and their ``-random`` variants."""
+    return sorted(PROFILES) + sorted(name + RANDOM_SUFFIX for name in PROFILES)
+
+
+def get_profile(name: str | None = None, split: str | None = None) -> Profile:
+    """The profile called ``name`` (default: $EMOJIVQ_PROFILE, else "full"); ``<name>-random`` is
+    that row on the random split. ``split`` (if given) overrides the name's split."""
     name = name or os.environ.get("EMOJIVQ_PROFILE", DEFAULT_PROFILE)
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+    base = name.removesuffix(RANDOM_SUFFIX)
+    if base not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {profile_names()}")
+    profile = PROFILES[base].with_split("random" if name.endswith(RANDOM_SUFFIX) else "identity")
+    return profile.with_split(split) if split else profile

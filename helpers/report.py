@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .profiles import PROFILES
+from .profiles import get_profile, profile_names
 
 DASH = "—"
 
@@ -37,6 +37,12 @@ class Row:
     report: float | tuple | None = None  # the report's number (a (low, high) range), None if it has none
     higher_is_better: bool = True
     kind: str = "num"                   # psnr | ssim | share | fid | num | int | minutes
+    split: str = "identity"             # "random": read from the profile's -random run (helpers.profiles.SPLITS)
+
+    @property
+    def source(self) -> str:
+        """The key of its metrics file in :func:`load_all`'s answer."""
+        return self.stage if self.split == "identity" else f"{self.stage}.{self.split}"
 
 
 # Every report number (and ours beside it where the report has none: train, baselines, floors).
@@ -45,6 +51,10 @@ ROWS = [
     Row("VQ-VAE 32x32", "train PSNR (dB)", "vqvae", "train_psnr", kind="psnr"),
     Row("VQ-VAE 32x32", "val SSIM", "vqvae", "val_ssim", 0.954, kind="ssim"),
     Row("VQ-VAE 32x32", "train SSIM", "vqvae", "train_ssim", kind="ssim"),
+    Row("VQ-VAE 32x32, the report's random split", "val PSNR (dB)", "vqvae", "val_psnr", 29.24, kind="psnr",
+        split="random"),
+    Row("VQ-VAE 32x32, the report's random split", "val SSIM", "vqvae", "val_ssim", 0.954, kind="ssim",
+        split="random"),
     Row("VQ-VAE 32x32", "val MSE", "vqvae", "val_mse", higher_is_better=False, kind="num"),
     Row("VQ-VAE 32x32", "codebook usage (val)", "vqvae", "val_code_usage", (0.30, 0.70), kind="share"),
     Row("VQ-VAE 32x32", "codebook perplexity (val)", "vqvae", "val_perplexity", kind="num"),
@@ -126,16 +136,22 @@ and that is what the first rows compare with.
 # reading
 
 def load_all(profile: str) -> tuple[dict[str, dict], list[str]]:
-    """{stage: metrics} of every metrics file that exists, and one note per missing or unreadable one."""
+    """{source: metrics} of every metrics file that exists (a source is a stage, or for the rows of
+    the random split, :attr:`Row.source`), and one note per missing or unreadable one."""
     found, notes = {}, []
-    for stage in STAGES:
-        path = paths.metrics_path(profile, stage)
+    random_run = get_profile(profile, split="random").name
+    wanted = [(stage, profile, stage) for stage in STAGES]
+    wanted += sorted({(row.source, random_run, row.stage) for row in ROWS if row.split == "random"})
+    for source, run, stage in wanted:
+        path = paths.metrics_path(run, stage)
         if not path.exists():
             producer = paths.PRODUCERS.get(f"{stage}_metrics", "the pipeline" if stage == "timing" else "06_analysis")
-            notes.append(f"{path.name} is missing (written by {producer}): its cells show {DASH}")
+            how = f"{producer}" if run == profile else f"{producer} of profile {run}"
+            notes.append(f"{path.parent.parent.name}/metrics/{path.name} is missing (written by {how}): "
+                         f"its cells show {DASH}")
             continue
         try:
-            found[stage] = json.loads(path.read_text())
+            found[source] = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             notes.append(f"{path.name} is not valid JSON ({e}): its cells show {DASH}")
     return found, notes
@@ -261,7 +277,7 @@ def results_rows(profile: str) -> tuple[list[dict], dict[str, dict], list[str]]:
     found, notes = load_all(profile)
     rows = []
     for row in ROWS:
-        metrics = found.get(row.stage)
+        metrics = found.get(row.source)
         ours = None if metrics is None else lookup(metrics, row.key)
         rows.append({"model": row.model, "metric": row.metric, "report": row.report, "ours": ours,
                      "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics),
@@ -320,9 +336,10 @@ def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
     for note in notes:
         print(f"note: {note}")
     table = _frame(rows)
-    protocols = pd.DataFrame([{"metrics file": f"{stage}.json", "protocol": protocol_text(found[stage]),
-                               "ran on": machine_text(found[stage])}
-                              for stage in STAGES if stage in found and stage != "timing"])
+    # A random-split source ("vqvae.random") is its stage's file; its protocol names split and profile.
+    protocols = pd.DataFrame([{"metrics file": f"{source.split('.')[0]}.json", "protocol": protocol_text(metrics),
+                               "ran on": machine_text(metrics)}
+                              for source, metrics in found.items() if source != "timing"])
     figures = copy_figures(profile, out_dir)
 
     parts = [f"# Results (profile `{profile}`)", "", INTRO.format(profile=profile), _markdown_table(table), ""]
@@ -370,7 +387,7 @@ def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="full", choices=profile_names())
     parser.add_argument("--out", default=None, help=f"output folder (default {paths.DOCS_RESULTS_DIR})")
     parser.add_argument("--readme", action="store_true", help="also rewrite the README's headline results table")
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ import torch
 from . import data, paths, recognise, references
 from .artifacts import CodeGrids, SampleSet, SamplingSetting
 from .autoencode import encode_all, per_vendor, reconstruct, reconstruction_report, usage_report
-from .data.split import SPLIT_RULE
+from .data.split import SPLIT_RULES
 from .metrics import blank_share, cached_features, fid_from_features, fid_statistics, generation_metrics, \
     inception_features
 from .results import save_metrics
@@ -59,8 +59,8 @@ def train_configs(steps: dict[str, int], profile, **settings) -> dict[str, Train
 def protocol(ds, profile, size: int, **extra) -> dict:
     """The protocol every metrics file opens with: the split rule and sizes, the image size, the
     seed and the profile; ``extra`` adds what is particular to the stage."""
-    return {"split": SPLIT_RULE, "n_train": len(ds.train_idx), "n_val": len(ds.val_idx), "image_size": size,
-            "seed": profile.seed, "profile": profile.name, **extra}
+    return {"split": SPLIT_RULES[ds.split], "n_train": len(ds.train_idx), "n_val": len(ds.val_idx),
+            "image_size": size, "seed": profile.seed, "profile": profile.name, **extra}
 
 
 def code_levels(model) -> dict[str, int]:

@@ -214,6 +214,32 @@ def test_split_keeps_every_vendor_and_skin_tone_of_an_emoji_together(project):
     assert {d["identity_names"][d["identity"][i]] for i in runner} == {"man-running"}
 
 
+def test_random_split_is_the_reports_seeded_80_20_of_images_and_leaks_emojis():
+    identity = torch.arange(300).repeat_interleave(4)            # four drawings of every emoji
+    train, val = data.random_split(len(identity), seed=0)
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(1200)) and len(val) == 240
+    assert torch.equal(data.random_split(1200, seed=0)[1], val)
+    assert not torch.equal(data.random_split(1200, seed=1)[1], val)
+    assert data.seen_share(identity, train, val) > 0.9           # most val emojis were drawn in train
+    grouped = split(identity, seed=0, identity_names=[f"e{i}" for i in range(300)])
+    assert data.seen_share(identity, *grouped) == 0.0
+    with pytest.raises(ValueError, match="at least 2 images"):
+        data.random_split(1, seed=0)
+
+
+def test_the_random_split_profile_builds_its_own_dataset_beside_the_identity_one(project):
+    random_profile = TEST_PROFILE.with_split("random")
+    assert (random_profile.name, random_profile.split) == ("test-random", "random")
+    ours = torch.load(build_dataset(None, TEST_PROFILE, verbose=False), weights_only=True)
+    theirs = torch.load(build_dataset(None, random_profile, verbose=False), weights_only=True)
+    assert (ours["split"], theirs["split"]) == ("identity", "random")
+    assert paths.dataset_path("test").exists() and paths.dataset_path("test-random").exists()
+    assert torch.equal(ours["images32"], theirs["images32"]) and ours["fingerprint"] != theirs["fingerprint"]
+    assert data.seen_share(theirs["identity"], theirs["train_idx"], theirs["val_idx"]) > 0
+    assert data.dataset_is_current(paths.dataset_path("test-random"), ["twemoji", "google"], random_profile)
+    assert not data.dataset_is_current(paths.dataset_path("test-random"), ["twemoji", "google"], TEST_PROFILE)
+
+
 # ----------------------------------------------------------------------------- building
 
 def test_build_from_pinned_tarballs_labels_and_sizes(project):

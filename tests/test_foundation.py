@@ -13,7 +13,7 @@ from _notebooks import parameters_cells, read, source
 from helpers import checkpoints, paths, pipeline, results, runtime
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.cli import CLI_DEFAULTS
-from helpers.profiles import PROFILES, Profile, get_profile
+from helpers.profiles import PROFILES, Profile, get_profile, profile_names
 from helpers.runtime import seed_everything
 
 
@@ -38,6 +38,18 @@ def test_profile_comes_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         get_profile("huge")
     assert PROFILES["smoke"].n_samples < PROFILES["quick"].n_samples < PROFILES["full"].n_samples
+
+
+def test_every_profile_has_a_random_split_variant_with_its_own_folders():
+    full, report_split = get_profile("full"), get_profile("full-random")
+    assert full.split == "identity" and report_split.split == "random"
+    assert dataclasses.replace(report_split, name="full", split="identity") == full   # nothing else differs
+    assert get_profile("full", split="random") == report_split
+    assert get_profile("full-random", split="identity") == full
+    assert paths.artifacts_dir("full-random") != paths.artifacts_dir("full")
+    assert {"smoke-random", "quick-random", "full-random", "full"} <= set(profile_names())
+    with pytest.raises(ValueError, match="unknown split 'vendor'"):
+        get_profile("full", split="vendor")
 
 
 def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_path):

@@ -45,6 +45,14 @@ def _write(metrics_dir, stages):
         (metrics_dir / f"{stage}.json").write_text(json.dumps(METRICS[stage]))
 
 
+def _write_random(artifacts, values):
+    """The random-split run's vqvae.json (``smoke-random``), beside ``artifacts`` (smoke's)."""
+    protocol = {**PROTOCOL32, "split": "random 80/20 of images (the report's protocol)", "profile": "smoke-random"}
+    random_dir = paths.metrics_path("smoke-random", "vqvae").parent
+    random_dir.mkdir(parents=True, exist_ok=True)
+    (random_dir / "vqvae.json").write_text(json.dumps({**values, "protocol": protocol}))
+
+
 def _cell(df, model, metric, column="ours"):
     hit = df[(df.model == model) & (df.metric == metric)]
     assert len(hit) == 1, (model, metric)
@@ -53,6 +61,7 @@ def _cell(df, model, metric, column="ours"):
 
 def test_every_report_number_sits_beside_ours(artifacts, capsys):
     _write(artifacts, METRICS)
+    _write_random(artifacts, {"val_psnr": 27.0, "val_ssim": 0.93})
     df = report.results_table("smoke")
     assert "note:" not in capsys.readouterr().out             # nothing missing
     expected = {("VQ-VAE 32x32", "val PSNR (dB)"): ("29.24", "30.10", "yes"),
@@ -83,6 +92,22 @@ def test_every_report_number_sits_beside_ours(artifacts, capsys):
     assert _cell(df, "VQ-VAE 32x32", "train SSIM", "measured on") == "32 px, 800 train"
     assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID", "measured on") == "32 px, N = 2000 vs 800 train"
     assert _cell(df, "Super-resolution 64->128", "decoder val SSIM", "measured on") == "128 px, 150 val"
+
+
+def test_the_reports_split_has_its_own_rows_read_from_the_random_split_run(artifacts, capsys):
+    _write(artifacts, ["vqvae"])
+    label = "VQ-VAE 32x32, the report's random split"
+    df = report.results_table("smoke")
+    assert _cell(df, label, "val PSNR (dB)") == "—"
+    assert "smoke-random/metrics/vqvae.json is missing (written by 01_vqvae of profile smoke-random)" \
+        in capsys.readouterr().out
+    _write_random(artifacts, {"val_psnr": 29.5, "val_ssim": 0.95})
+    df = report.results_table("smoke")
+    assert (_cell(df, label, "val PSNR (dB)"), _cell(df, label, "val PSNR (dB)", "better")) == ("29.50", "yes")
+    assert (_cell(df, label, "val SSIM", "report"), _cell(df, label, "val SSIM")) == ("0.954", "0.950")
+    assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)") == "30.10"       # our split's row reads our run
+    text = report.write_results("smoke", artifacts.parent / "docs").read_text()
+    assert "| vqvae.json | random 80/20 of images (the report's protocol); 800 train" in text
 
 
 def test_missing_files_give_dashes_and_notes_not_a_crash(artifacts, tmp_path, capsys):

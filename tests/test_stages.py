@@ -27,6 +27,7 @@ class ToyDataset:
         self.vendor = torch.arange(n) % 2
         self.vendor_names = ["v0", "v1"]
         self.train_idx, self.val_idx = torch.arange(n_val, n), torch.arange(n_val)
+        self.split = "identity"
         self.fingerprint = fingerprint
 
     def images(self, size, split=None):

@@ -7,7 +7,7 @@ One module per concern:
 * ``catalog``  names, categories and skin-tone relations from ``emoji.json``; the identity of an image;
 * ``decode``   any raster file or SVG -> RGBA, or a :class:`BadImage` with the reason;
 * ``framing``  one rule that frames every vendor's drawing alike (content box at 15/16 of the canvas);
-* ``split``    80/20 by emoji identity, seeded;
+* ``split``    80/20 by emoji identity, seeded (or the report's random 80/20 of images);
 * ``build``    ``build_dataset``: index, subset, decode, frame, split -> ``dataset.pt``;
 * ``dataset``  ``EmojiDataset`` / ``load_dataset`` and the tables notebook 00 shows.
 
@@ -24,6 +24,7 @@ from .decode import (MAX_SIDE, BadImage, composite_on_white, open_image, open_rg
 from .errors import ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError
 from .framing import FRAME_SHARE, content_box, frame
 from .sources import IMAGE_FORMATS, Source, extract, fetch, load_manifest, resolve_source, sha256_file, unpack
-from .split import SPLIT_RULE, VAL_FRACTION, merge_duplicates, rank, split
+from .split import (SPLIT_RULES, VAL_FRACTION, merge_duplicates, random_split, rank, seen_share,
+                    split)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -3,6 +3,8 @@
     sources.json --fetch--> data/raw/*.tgz --extract--> data/raw/<package>/ --index--> items
         --subset (profile.max_emojis)--> decode / render --> frame --> split --> dataset.pt
 
+The split is the profile's (``profile.split``): by emoji identity, or the report's random one.
+
 Files that the catalogue does not know are left out and counted per vendor; files that fail
 to decode are skipped and named in one warning per vendor. Everything is written atomically:
 a failed build leaves the previous ``dataset.pt`` and everything under ``data/raw`` as it was.
@@ -31,7 +33,7 @@ from .decode import BadImage, open_rgba, render_svg_rgba
 from .errors import DataError, DataWarning
 from .framing import SIZES, Framed, crop_side, frame
 from .sources import Source, load_manifest, resolve_source, unpack
-from .split import VAL_FRACTION, rank, split
+from .split import SPLIT_RULES, VAL_FRACTION, random_split, rank, seen_share, split
 
 SVG_RENDER = 256          # SVGs are rendered this large, framed, then downsampled to every size
 SVG_RENDER_MAX = 2048     # a drawing so small that its crop would need more is upsampled at 128 px
@@ -128,7 +130,7 @@ def _pinned_specs(sources: list[Source]) -> list[str]:
 
 def dataset_is_current(path: str | os.PathLike, sources: list[str], profile: Profile,
                        val_fraction: float = VAL_FRACTION) -> bool:
-    """Does ``path`` hold a dataset built from these sources with this profile's subset and seed?"""
+    """Does ``path`` hold a dataset built from these sources with this profile's subset, seed and split?"""
     path = Path(path)
     if not path.exists():
         return False
@@ -139,7 +141,7 @@ def dataset_is_current(path: str | os.PathLike, sources: list[str], profile: Pro
     resolved = [resolve_source(s) for s in sources]
     return (meta.get("format") == FORMAT_VERSION and meta.get("sources") == _pinned_specs(resolved)
             and meta.get("seed") == profile.seed and meta.get("max_emojis") == profile.max_emojis
-            and meta.get("val_fraction") == val_fraction)
+            and meta.get("val_fraction") == val_fraction and meta.get("split", "identity") == profile.split)
 
 
 def build_dataset(sources: list[str] | None = None, profile: Profile | str | None = None, *,
@@ -262,14 +264,18 @@ def build_dataset(sources: list[str] | None = None, profile: Profile | str | Non
         "licenses": [s.license for s in resolved],
         "attributions": [s.attribution for s in resolved],
     }
-    d["train_idx"], d["val_idx"] = split(d["identity"], profile.seed, val_fraction, identity_names,
-                                         images=d["images32"])
+    if profile.split == "random":
+        d["train_idx"], d["val_idx"] = random_split(len(kept), profile.seed, val_fraction)
+    else:
+        d["train_idx"], d["val_idx"] = split(d["identity"], profile.seed, val_fraction, identity_names,
+                                             images=d["images32"])
     d.update(fingerprint=_fingerprint(d), sources=_pinned_specs(resolved), seed=profile.seed,
-             max_emojis=profile.max_emojis, val_fraction=val_fraction, profile=profile.name,
+             max_emojis=profile.max_emojis, val_fraction=val_fraction, split=profile.split, profile=profile.name,
              build_seconds=round(time.perf_counter() - t0, 2))
     atomic_save(d, out)
     say(f"wrote {out}: {len(kept)} images of {len(identity_names)} emojis, {len(idx128)} at 128 px, "
-        f"train {len(d['train_idx'])} / val {len(d['val_idx'])}, in {d['build_seconds']:.1f} s "
-        f"(fingerprint {d['fingerprint'][:12]})")
+        f"train {len(d['train_idx'])} / val {len(d['val_idx'])} ({SPLIT_RULES[profile.split]}; "
+        f"{seen_share(d['identity'], d['train_idx'], d['val_idx']):.1%} of val images show an emoji drawn in train), "
+        f"in {d['build_seconds']:.1f} s (fingerprint {d['fingerprint'][:12]})")
     return out
 

@@ -39,6 +39,7 @@ class EmojiDataset:
     fingerprint: str
     sources: list[str]
     seed: int
+    split: str = "identity"       # how train_idx / val_idx were drawn (helpers.profiles.SPLITS)
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -76,7 +77,7 @@ def load_dataset(profile_name: str | None = None) -> EmojiDataset:
         raise DataError(f"{paths.dataset_path(name)} was written by another version of emoji-vq: "
                         "run 00_data again (build_dataset(..., force=True)).")
     fields = set(EmojiDataset.__dataclass_fields__) - {"extra"}
-    return EmojiDataset(**{k: d[k] for k in fields},
+    return EmojiDataset(**{k: d[k] for k in fields if k in d},
                         extra={k: v for k, v in d.items() if k not in fields})
 
 

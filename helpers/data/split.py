@@ -1,5 +1,8 @@
 """The split: 80/20 by emoji identity, seeded, so no validation emoji is seen in any style.
 
+(The original report's split, a random 80/20 of images, is :func:`random_split`: only for setting
+our figures beside the report's, see ``helpers.profiles.SPLITS``.)
+
 Every image of an identity (all vendors, all skin tones) is on one side, and so is every
 identity that shares a pixel-identical image with it (some vendors draw flags or family glyphs
 alike). Identities are ordered by a seeded hash of their name, so an emoji keeps its side
@@ -15,8 +18,9 @@ import numpy as np
 import torch
 
 VAL_FRACTION = 0.2
-# What every metrics file says of the split (its "protocol"): one phrase, kept with the rule.
-SPLIT_RULE = "80/20 by emoji identity"
+# What every metrics file says of the split (its "protocol"): one phrase per rule, kept with it.
+SPLIT_RULES = {"identity": "80/20 by emoji identity",
+               "random": "random 80/20 of images (the report's protocol)"}
 
 
 def rank(salt: str, seed: int, names: Iterable[str]) -> list[str]:
@@ -76,3 +80,23 @@ def split(identity: torch.Tensor, seed: int, val_fraction: float = VAL_FRACTION,
     is_val = torch.isin(identity, val_groups)
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
+
+
+def random_split(n: int, seed: int, val_fraction: float = VAL_FRACTION) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx) of a seeded random 80/20 of ``n`` images, identities ignored: the
+    original report's protocol. Another drawing or skin tone of most val emojis sits in train."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if n < 2:
+        raise ValueError(f"a split needs at least 2 images, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(n - 1, max(1, round(val_fraction * n)))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def seen_share(identity: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor) -> float:
+    """The share of val images whose emoji has an image (another drawing, a skin tone) in train:
+    0 on the identity split, most of them on a random one."""
+    if len(val_idx) == 0:
+        return 0.0
+    return float(torch.isin(identity[val_idx], identity[train_idx]).float().mean())
