@@ -213,6 +213,18 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
         assert "from helpers" in "".join("".join(c["source"]) for c in code), path.name
 
 
+def test_papermill_sees_every_parameter_a_parameters_cell_assigns(capsys):
+    # papermill skips (with only a log line) a parameter whose comment it cannot parse, e.g. one
+    # holding "=": `-p NAME value` would then be ignored.
+    from papermill.translators import PythonTranslator
+
+    for path in pipeline.notebooks():
+        cell = parameters_cells(json.loads(path.read_text()))[0]
+        assigned = re.findall(r"^([A-Z_][A-Z0-9_]*) =", source(cell), flags=re.M)
+        seen = [p.name for p in PythonTranslator.inspect({"source": source(cell)})]
+        assert assigned and seen == assigned, path.name
+
+
 @pytest.mark.parametrize("model,notebook", [("vqvae", "01_vqvae"), ("vqvae2", "03_vqvae2")])
 def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
     """`python -m helpers.cli --model M` trains as its notebook does: same peak LR and batch."""
