@@ -31,6 +31,25 @@ def augmented_copies(images: torch.Tensor, flip: bool, shift: int) -> list[torch
     return ([images.flip(-1)] if flip else []) + [shift_on_white(images, *m) for m in moves]
 
 
+def random_flip_shift(images: torch.Tensor, flip: bool, shift: int) -> torch.Tensor:
+    """Each uint8 image of a batch mirrored with probability 1/2 (if ``flip``) and moved by a
+    random offset of up to ``shift`` pixels in each direction on white: what an autoencoder can
+    train on so that it does not learn its train drawings' exact positions. Draws from torch's
+    global generator, so a seeded run stays reproducible."""
+    if not flip and not shift:
+        return images
+    n, _, h, w = images.shape
+    out = images
+    if flip:
+        mirror = torch.rand(n, device=images.device) < 0.5
+        out = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+    if shift:
+        padded = torch.nn.functional.pad(out, (shift,) * 4, value=255)
+        dy, dx = torch.randint(0, 2 * shift + 1, (2, n)).tolist()
+        out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return out
+
+
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] (what every model consumes); float images are taken to be
     in [-1, 1] already and come back as fp32."""

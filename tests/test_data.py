@@ -22,7 +22,7 @@ from helpers import data, paths
 from helpers.data import (BadImage, ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError,
                           build_dataset, composite_on_white, extract, fetch, load_catalog, load_dataset,
                           normalize_code, open_image, resolve_source, split, to_rgba)
-from helpers.tensors import augmented_copies, shift_on_white, to_model_input, to_unit
+from helpers.tensors import augmented_copies, random_flip_shift, shift_on_white, to_model_input, to_unit
 from helpers.profiles import get_profile
 
 from _smoke import skip_if_unfetchable
@@ -322,6 +322,23 @@ def test_augmented_copies_are_the_mirror_then_four_shifts_in_order():
         assert torch.equal(copy, shift_on_white(images, *move))
     assert augmented_copies(images, flip=False, shift=0) == []
     assert len(augmented_copies(images, flip=False, shift=2)) == 4
+
+
+def test_random_flip_shift_mirrors_some_images_and_moves_each_within_its_range_on_white():
+    images = torch.randint(0, 200, (64, 3, 6, 5), dtype=torch.uint8)
+    torch.manual_seed(0)
+    out = random_flip_shift(images, flip=True, shift=1)
+    torch.manual_seed(0)
+    assert torch.equal(random_flip_shift(images, flip=True, shift=1), out)     # seeded: reproducible
+    candidates = lambda img: [shift_on_white(v[None], dy, dx)[0] for v in (img, img.flip(-1))  # noqa: E731
+                              for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    which = [next(k for k, c in enumerate(candidates(img)) if torch.equal(c, o)) for img, o in zip(images, out)]
+    assert 10 < sum(k >= 9 for k in which) < 54                 # about half mirrored
+    assert len(set(k % 9 for k in which)) == 9                  # every move of the 3x3 range happens
+    assert random_flip_shift(images, flip=False, shift=0) is images
+    moved = random_flip_shift(images, flip=False, shift=2)
+    assert all(any(torch.equal(shift_on_white(img[None], dy, dx)[0], o) for dy in range(-2, 3) for dx in range(-2, 3))
+               for img, o in zip(images, moved))
 
 
 # ----------------------------------------------------------------------------- pinned sources

@@ -1,5 +1,6 @@
 """VQ-VAE: shapes, the loss, code round trips, checkpoints."""
 
+import dataclasses
 import math
 
 import pytest
@@ -52,6 +53,28 @@ def test_vqvae_training_step_returns_finite_loss_and_float_logs():
     assert math.isclose(logs["loss"], expected, rel_tol=1e-4)
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())   # straight-through reaches the encoder
+
+
+@pytest.mark.parametrize("module,model_cls,config", [
+    ("helpers.models.vqvae", "VQVAE", VQVAEConfig(augment_flip=True, augment_shift=2, **TINY)),
+    ("helpers.models.vqvae2", "VQVAE2", None)])
+def test_augmentation_applies_in_training_only(monkeypatch, module, model_cls, config):
+    import importlib
+
+    mod = importlib.import_module(module)
+    if config is None:                                  # the VQ-VAE-2 test's tiny model, augmenting
+        from test_vqvae2 import TINY as TINY2
+        config = dataclasses.replace(TINY2, augment_flip=True, augment_shift=2)
+    seen = []
+    monkeypatch.setattr(mod, "random_flip_shift", lambda x, flip, shift: seen.append((flip, shift)) or 255 - x)
+    model = getattr(mod, model_cls)(config)
+    size = 64 if model_cls == "VQVAE2" else 32
+    images = torch.randint(0, 256, (4, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.eval().training_step((images,))
+    assert seen == []                                   # evaluation sees the images as they are
+    loss = model.train().training_step((images,))[0]
+    assert seen == [(True, 2)] and torch.isfinite(loss)
 
 
 def test_vqvae_trains_under_bf16_autocast_and_channels_last():

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from ..tensors import to_model_input
+from ..tensors import random_flip_shift, to_model_input
 from . import Configurable, register
 from .losses import reconstruction_loss
 from .quantize import QuantizerOutput, VectorQuantizer
@@ -46,6 +46,8 @@ class VQVAEConfig:
     ssim_weight: float = 0.0        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of the L1 term: less blur on flat colour regions
     perceptual_weight: float = 0.0  # weight of the VGG16 feature loss (only if weights are cached)
+    augment_flip: bool = False      # training only: mirror each image with probability 1/2 ...
+    augment_shift: int = 0          # ... and move it up to this many pixels on white (tensors.random_flip_shift)
 
 
 # The report's configuration (codebook 256, hidden 256, embedding 256) and ours.
@@ -56,6 +58,9 @@ VQVAE_CONFIGS = {
                           ssim_weight=0.0, l1_weight=0.0),
     "default": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64,
                            ssim_weight=0.2, l1_weight=0.0),
+    # default, trained on mirrored and 1 px shifted images: does it generalise to unseen emojis better?
+    "augmented": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64,
+                             ssim_weight=0.2, l1_weight=0.0, augment_flip=True, augment_shift=1),
     "latent16": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, downsample=2,
                             ssim_weight=0.2, l1_weight=0.0),
 }
@@ -180,9 +185,10 @@ class VQVAE(Configurable, nn.Module):
     # ---- training -----------------------------------------------------------------------------
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        x = self._prepare(batch[0])
-        recon, vq = self(x)
         cfg = self.config
+        images = random_flip_shift(batch[0], cfg.augment_flip, cfg.augment_shift) if self.training else batch[0]
+        x = self._prepare(images)
+        recon, vq = self(x)
         loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight,
                                          perceptual_weight=cfg.perceptual_weight)
         loss = loss + vq.loss

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..tensors import to_model_input
+from ..tensors import random_flip_shift, to_model_input
 from . import Configurable, register
 from .quantize import QuantizerOutput, VectorQuantizer
 from .losses import reconstruction_loss
@@ -54,6 +54,8 @@ class VQVAE2Config:
     restart_threshold: float = 0.0  # also re-seed codes whose EMA count falls below this (0: off)
     ssim_weight: float = 0.2        # weight of (1 - SSIM): sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of L1: less blur on flat colour regions
+    augment_flip: bool = False      # training only: mirror each image with probability 1/2 ...
+    augment_shift: int = 0          # ... and move it up to this many pixels on white (tensors.random_flip_shift)
 
 
 # The report's setting (EMBED_DIM 256, NUM_EMBEDDINGS 512 at both levels; channels as rosinality's
@@ -239,10 +241,12 @@ class VQVAE2(Configurable, nn.Module):
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
         """batch = (images_uint8,) -> loss = MSE + commitment (both levels) + ssim_weight * (1 - SSIM)
-        + l1_weight * L1; logs mse, psnr, ssim, commit, perplexity and used codes per level."""
-        x = self._prepare(batch[0])
-        recon, vq_t, vq_b = self(x)
+        + l1_weight * L1; logs mse, psnr, ssim, commit, perplexity and used codes per level. In
+        training, images are first mirrored and moved as the config says."""
         cfg = self.config
+        images = random_flip_shift(batch[0], cfg.augment_flip, cfg.augment_shift) if self.training else batch[0]
+        x = self._prepare(images)
+        recon, vq_t, vq_b = self(x)
         loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
         commit = vq_t.loss + vq_b.loss
         loss = loss + commit
