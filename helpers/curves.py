@@ -25,14 +25,24 @@ MEASURES = {
 }
 
 
+def val_points(history: dict, key: str) -> list[tuple[int, float]]:
+    """(step, val value) of every validation of a run, sorted: the epochs' own and those between
+    them (``TrainConfig.curve_every``)."""
+    values = history.get(f"val_{key}", [])
+    points = dict(zip(history.get("step", [])[-len(values):] if values else [], values))
+    points.update(zip(history.get("curve_step", []), history.get(f"curve_val_{key}", [])))
+    return sorted(points.items())
+
+
 def curve_summary(history: dict, key: str) -> dict:
     """Steps, the last val value, and its change over the last quarter of the steps (None with
-    fewer than two validated epochs)."""
-    steps, values = history.get("step", []), history.get(f"val_{key}", [])
-    steps = steps[-len(values):] if values else []
-    if not values:
+    fewer than two validated points)."""
+    points = val_points(history, key)
+    if not points:
+        steps = history.get("step", [])
         return {"steps": steps[-1] if steps else 0, "last": None, "last_quarter_change": None}
-    before = [v for s, v in zip(steps, values) if s <= 0.75 * steps[-1]]
+    steps, values = zip(*points)
+    before = [v for s, v in points if s <= 0.75 * steps[-1]]
     change = values[-1] - before[-1] if before and len(values) > 1 else None
     return {"steps": steps[-1], "last": values[-1], "last_quarter_change": change}
 

@@ -38,6 +38,7 @@ class Profile:
     augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
     seed: int = 0
     split: str = "identity"      # 00: "identity" (every drawing of an emoji on one side) or "random"
+    curve_every: int | None = None  # every model also validates every this many steps (learning curves)
 
     def with_split(self, split: str) -> "Profile":
         """This profile on another split: ``"random"`` is the profile ``<name>-random``, with its own
@@ -80,6 +81,13 @@ PROFILES = {
                     prior_steps={"pixelcnn": 1100, "gated_pixelcnn": 560}, vqvae2_steps=3000,
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=1400,
                     n_samples=2000, eval_limit=None),
+    # Learning curves: full's data and autoencoders (the same steps train the same weights), the
+    # priors three times full's steps, every model validated every 100 steps, and evaluations as
+    # quick's (its FIDs are not full's). `python -m helpers.curves --profile curves` draws them.
+    "curves": Profile("curves", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
+                      prior_steps={"pixelcnn": 3300, "gated_pixelcnn": 1680}, vqvae2_steps=3000,
+                      prior2_steps=_priors2(3300, 1680), superres_steps=1100, classifier_steps=1400,
+                      n_samples=200, eval_limit=200, curve_every=100),
 }
 
 

@@ -19,7 +19,8 @@ from .train import TrainConfig, Trainer
 
 def classifier_config(profile) -> TrainConfig:
     """How the classifier trains: ``profile.classifier_steps`` of Adam at 3e-3, batches of 128."""
-    return TrainConfig(max_steps=profile.classifier_steps, lr=3e-3, batch_size=128, seed=profile.seed)
+    return TrainConfig(max_steps=profile.classifier_steps, lr=3e-3, batch_size=128, seed=profile.seed,
+                       curve_every=profile.curve_every)
 
 
 def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, device=None) -> EmojiClassifier:

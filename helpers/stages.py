@@ -53,13 +53,19 @@ def begin(profile_name: str = ""):
 
 def train_configs(steps: dict[str, int], profile, **settings) -> dict[str, TrainConfig]:
     """One TrainConfig per model of a ``steps`` budget table (``profile.prior_steps``), all else alike."""
-    return {name: TrainConfig(max_steps=n, seed=profile.seed, **settings) for name, n in steps.items()}
+    return {name: TrainConfig(max_steps=n, seed=profile.seed, curve_every=profile.curve_every, **settings)
+            for name, n in steps.items()}
+
+
+def split_rule(ds) -> str:
+    """How ``ds`` was split, in the words every metrics file uses."""
+    return SPLIT_RULES[ds.split]
 
 
 def protocol(ds, profile, size: int, **extra) -> dict:
     """The protocol every metrics file opens with: the split rule and sizes, the image size, the
     seed and the profile; ``extra`` adds what is particular to the stage."""
-    return {"split": SPLIT_RULES[ds.split], "n_train": len(ds.train_idx), "n_val": len(ds.val_idx),
+    return {"split": split_rule(ds), "n_train": len(ds.train_idx), "n_val": len(ds.val_idx),
             "image_size": size, "seed": profile.seed, "profile": profile.name, **extra}
 
 

@@ -60,6 +60,9 @@ class TrainConfig:
     patience: int | None = None      # epochs without val improvement before stopping
     min_delta: float = 0.0
     eval_every: int = 1              # epochs between validation passes
+    curve_every: int | None = None   # also validate every this many steps (history "curve_step",
+                                     # "curve_val_<key>"): a learning curve finer than epochs; the
+                                     # training itself is unchanged
     seed: int = 0
     progress: bool = True            # tqdm bars
 
@@ -321,6 +324,8 @@ class Trainer:
             self.optimizer.step()
             self.step += 1
             count += 1
+            if self.config.curve_every and self.step % self.config.curve_every == 0:
+                self._curve_point()
             for key, value in {"loss": loss.item(), **logs}.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             if hasattr(bar, "set_postfix") and count % 10 == 0:
@@ -333,6 +338,18 @@ class Trainer:
                           f"of {self.total_steps}")
                 break
         return self._mean_over_ranks({k: v / max(1, count) for k, v in sums.items()})
+
+    def _curve_point(self) -> None:
+        """Validate now and append the step and every val value to the history's ``curve_*`` lists.
+        Training goes on as it would have without it: evaluation updates no statistics, and the one
+        random number a DataLoader draws at its start is taken from a forked generator."""
+        if self.val_data is None:
+            return
+        with tf32(False), torch.random.fork_rng(devices=[]):
+            values = self.evaluate()
+        self.net.train()
+        for key, value in {"step": self.step, **{f"val_{k}": v for k, v in values.items()}}.items():
+            self.history.setdefault(f"curve_{key}", []).append(value)
 
     def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
         """Is the loss finite on every rank? Asked of all ranks at once, so that all of them stop: a

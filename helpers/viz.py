@@ -93,7 +93,8 @@ def compare_grid(rows: Sequence[torch.Tensor], labels: Sequence[str], *, title: 
 def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str | None = None, log: bool = True,
                  x: str = "epoch"):
     """Train and val curves for each of ``keys`` (``train_<k>`` / ``val_<k>`` in the history), against
-    ``x``: "epoch", or "step" (the optimizer steps done at the end of each epoch)."""
+    ``x``: "epoch", or "step" (the optimizer steps done at the end of each epoch). With ``x="step"``
+    a run validated between epochs (``TrainConfig.curve_every``) also shows those val points."""
     keys = [k for k in keys if f"train_{k}" in history or f"val_{k}" in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -101,6 +102,8 @@ def plot_history(history: dict, keys: Sequence[str] = ("loss",), *, title: str |
             values = history.get(f"{split}_{key}")
             if values:
                 ax.plot(history[x][-len(values):], values, style, label=split)
+        if x == "step" and history.get(f"curve_val_{key}"):
+            ax.plot(history["curve_step"], history[f"curve_val_{key}"], ".:", label="val, between epochs")
         ax.set_xlabel(x)
         ax.set_title(key)
         if log and all(v > 0 for v in history.get(f"train_{key}", [1])):

@@ -13,6 +13,14 @@ def test_curve_summary_says_how_much_the_last_quarter_of_the_steps_moved():
     assert curves.curve_summary({"step": [5]}, "nll")["last"] is None
 
 
+def test_validations_between_epochs_join_the_epochs_own_in_step_order():
+    history = {"step": [100, 200], "val_nll": [5.0, 4.0],
+               "curve_step": [25, 50, 75, 100, 125, 150, 175], "curve_val_nll": [7.0, 6.5, 6.0, 5.0, 4.6, 4.3, 4.1]}
+    assert curves.val_points(history, "nll") == [(25, 7.0), (50, 6.5), (75, 6.0), (100, 5.0), (125, 4.6),
+                                                 (150, 4.3), (175, 4.1), (200, 4.0)]
+    assert curves.curve_summary(history, "nll") == {"steps": 200, "last": 4.0, "last_quarter_change": 4.0 - 4.3}
+
+
 def test_write_curves_draws_every_trained_model_with_a_step_history(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
     model = torch.nn.Linear(2, 1)

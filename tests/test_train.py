@@ -259,6 +259,27 @@ def test_a_slow_machine_trains_the_identical_model(tmp_path):
     assert t_fast.history["val_loss"] == t_slow.history["val_loss"]
 
 
+def test_a_learning_curve_between_epochs_leaves_the_training_as_it_was(tmp_path):
+    def train_once(path, curve_every=None):
+        torch.manual_seed(0)
+        train, val = data()
+        t = Trainer(TinyRegressor(TinyConfig()), train, val,
+                    config(epochs=None, max_steps=20, curve_every=curve_every), path)
+        return t.run(), t
+
+    plain, t_plain = train_once(tmp_path / "plain.pt")
+    curved, t_curved = train_once(tmp_path / "curved.pt", curve_every=3)
+    for a, b in zip(plain.state_dict().values(), curved.state_dict().values()):
+        assert torch.equal(a, b)
+    assert t_plain.history["val_loss"] == t_curved.history["val_loss"]
+    assert "curve_step" not in t_plain.history
+    assert t_curved.history["curve_step"] == [3, 6, 9, 12, 15, 18]
+    losses = t_curved.history["curve_val_loss"]
+    assert len(losses) == 6 and losses[-1] < losses[0]          # the regressor learns between epochs
+    saved = load_checkpoint(tmp_path / "curved.pt")["history"]
+    assert saved["curve_step"] == [3, 6, 9, 12, 15, 18] and saved["curve_val_loss"] == losses
+
+
 def test_a_wall_clock_cap_stops_the_run_and_marks_it_time_capped(tmp_path, monkeypatch):
     import helpers.train as train_module
 
