@@ -46,6 +46,7 @@ class VQVAEConfig:
     ssim_weight: float = 0.0        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of the L1 term: less blur on flat colour regions
     perceptual_weight: float = 0.0  # weight of the VGG16 feature loss (only if weights are cached)
+    l2_codes: bool = False          # l2-normalised encoder outputs and codes: a cosine lookup (quantize.py)
     augment_flip: bool = False      # training only: mirror each image with probability 1/2 ...
     augment_shift: int = 0          # ... and move it up to this many pixels on white (tensors.random_flip_shift)
 
@@ -61,6 +62,9 @@ VQVAE_CONFIGS = {
     # default, trained on mirrored and 1 px shifted images: does it generalise to unseen emojis better?
     "augmented": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64,
                              ssim_weight=0.2, l1_weight=0.0, augment_flip=True, augment_shift=1),
+    # default with its codes on the unit sphere: do codes compared by direction reconstruct better?
+    "l2": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, ssim_weight=0.2, l1_weight=0.0,
+                      l2_codes=True),
     "latent16": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, downsample=2,
                             ssim_weight=0.2, l1_weight=0.0),
 }
@@ -141,7 +145,7 @@ class VQVAE(Configurable, nn.Module):
         self.quantizer = VectorQuantizer(
             config.num_codes, config.embed_dim, beta=config.beta, decay=config.decay,
             kmeans_init=config.kmeans_init, restart_window=config.restart_window,
-            restart_threshold=config.restart_threshold)
+            restart_threshold=config.restart_threshold, l2=config.l2_codes)
         self.decoder = Decoder(config)
 
     @classmethod
