@@ -67,13 +67,18 @@ def _labels_for(labels, n: int, device) -> torch.Tensor | None:
     return labels.expand(n).clone() if labels.ndim == 0 else labels
 
 
-def _guided_labels(prior, labels, guidance: float) -> int | None:
-    """The "no category" index to contrast with when ``guidance`` applies, else None: w = 1, no
-    categories given, or an unconditional prior (as labels, guidance is then ignored)."""
+def _guided_labels(prior, labels, guidance: float) -> torch.Tensor | None:
+    """The "no label" row to contrast with when ``guidance`` applies, else None: w = 1, no labels
+    given, or an unconditional prior (as labels, guidance is then ignored). For (n, 2) labels
+    (category and style) both columns are "none": guidance then weighs both."""
     if guidance == 1.0 or labels is None:
         return None
-    num_classes = getattr(getattr(prior, "config", None), "num_classes", 0)
-    return num_classes if num_classes > 0 else None
+    config = getattr(prior, "config", None)
+    num_classes = getattr(config, "num_classes", 0)
+    if num_classes <= 0:
+        return None
+    null = [num_classes] if labels.ndim == 1 else [num_classes, getattr(config, "num_styles", 0)]
+    return torch.tensor(null, dtype=torch.long, device=labels.device)
 
 
 METHODS = ("auto", "incremental", "crop", "naive")
@@ -116,7 +121,7 @@ def _sample(prior, n, shape, *, labels, temperature, top_k, batch_size, generato
             lab = None if labels is None else labels[start:stop]
             c = None if cond is None else cond[start:stop].to(device)
             if null is not None:   # guidance: each grid twice, with its category and with none
-                lab = torch.cat([lab, torch.full_like(lab, null)])
+                lab = torch.cat([lab, null.expand_as(lab)])
                 c = None if c is None else torch.cat([c, c])
                 grids = codes.repeat(2, 1, 1)
             else:
@@ -159,7 +164,8 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
                  known_mask: torch.Tensor | None = None, return_nll: bool = False, guidance: float = 1.0):
     """Draw ``n`` code grids (n, H, W) long from ``prior``.
 
-    labels: None, one category for all, or (n,) categories (ignored by unconditional priors).
+    labels: None, one category for all, (n,) categories, or (n, 2) category and style (a prior
+        with ``num_styles``); ignored by unconditional priors.
     temperature: divides the logits (< 1: safer, less varied samples; 0: greedy).
     top_k: keep only the k most likely codes at each position.
     guidance: classifier-free guidance weight w (module doc): 1 samples the model as trained;
@@ -275,9 +281,14 @@ def sample_hierarchical(top_prior, bottom_prior, n: int, *, labels=None, tempera
 
 def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """``n`` categories drawn from the empirical distribution of ``categories`` (e.g. the train set),
-    so class-conditional samples are compared with real images of the same category mix."""
+    so class-conditional samples are compared with real images of the same category mix; for
+    (N, 2) (category, style) labels, ``n`` pairs from their joint distribution."""
+    generator = torch.Generator().manual_seed(seed)
+    if categories.ndim == 2:
+        pairs, counts = torch.unique(categories.long(), dim=0, return_counts=True)
+        return pairs[torch.multinomial(counts.float(), n, replacement=True, generator=generator)]
     counts = torch.bincount(categories.long()).float()
-    return torch.multinomial(counts, n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    return torch.multinomial(counts, n, replacement=True, generator=generator)
 
 
 def sample_images(prior, vqvae, n: int, *, setting: SamplingSetting = SamplingSetting(), labels=None,

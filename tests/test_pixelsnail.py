@@ -122,6 +122,22 @@ def test_incremental_sampler_matches_the_full_forward(cfg):
             assert torch.allclose(state.step(codes, i, j), full[:, :, i, j], atol=1e-10), (i, j)
 
 
+def test_a_styled_pixelsnail_samples_incrementally_as_its_forward_and_the_style_matters():
+    cfg = replace(TOP, num_styles=4)
+    model = _model(cfg)
+    codes, labels, _ = _inputs(cfg, batch=3)
+    styled = torch.stack([labels, torch.tensor([0, 1, 3])], 1)
+    full = model(codes, styled)
+    state = model.start_sampling(3, (cfg.height, cfg.width), styled)
+    for i in range(cfg.height):
+        for j in range(cfg.width):
+            assert torch.allclose(state.step(codes, i, j), full[:, :, i, j], atol=1e-10), (i, j)
+    assert not torch.allclose(full, model(codes, torch.stack([labels, torch.tensor([2, 2, 2])], 1)))
+    assert torch.allclose(model(codes, labels), model(codes, torch.stack([labels, torch.full((3,), 4)], 1)))
+    nll, _ = model.train().training_step((codes, styled))
+    assert torch.isfinite(nll)
+
+
 def test_incremental_and_row_cropped_sampling_draw_the_same_codes():
     cfg = BOTTOM
     model = _model(cfg).float()

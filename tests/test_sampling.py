@@ -196,3 +196,61 @@ def test_guidance_is_ignored_without_categories_and_keeps_the_models_own_nll():
                        sample_codes(unconditional, 4, labels=1, guidance=4.0, generator=_gen(), progress=False))
     codes, nll = sample_codes(model, 4, labels=2, guidance=3.0, generator=_gen(), return_nll=True, progress=False)
     torch.testing.assert_close(nll, model.nll_per_image(codes, 2), rtol=1e-4, atol=1e-4)
+
+
+# ---- a style (the vendor) beside the category --------------------------------------------------
+
+def _styled(kind):
+    """A prior over 3 categories and 4 styles whose labels matter (large embeddings)."""
+    torch.manual_seed(0)
+    cfg = dict(num_codes=K, hidden=16, layers=3, head_hidden=16, num_classes=3, num_styles=4, label_dropout=0.2)
+    model = PixelCNN(PixelCNNConfig(**cfg)) if kind == "pixelcnn" else GatedPixelCNN(GatedPixelCNNConfig(**cfg))
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "style", None) is not None:
+                m.style.weight.mul_(20)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
+@pytest.mark.parametrize("method", ["incremental", "crop"])
+def test_a_style_changes_the_samples_and_fast_guided_sampling_still_draws_the_naive_samples(kind, method):
+    model = _styled(kind)
+    labels = torch.tensor([[0, 0], [1, 1], [2, 2], [0, 3], [1, 0], [2, 1]])
+    kw = dict(labels=labels, temperature=0.8, batch_size=4, progress=False, guidance=2.0)
+    fast = sample_codes(model, 6, generator=_gen(), method=method, **kw)
+    assert torch.equal(fast, sample_codes(model, 6, generator=_gen(), method="naive", **kw))
+    restyled = labels.clone()
+    restyled[:, 1] = (restyled[:, 1] + 1) % 4
+    assert not torch.equal(fast, sample_codes(model, 6, generator=_gen(), method=method, **{**kw, "labels": restyled}))
+    greedy = sample_codes(model, 6, labels=labels, temperature=0, guidance=3.0, method=method, progress=False)
+    null = torch.tensor([3, 4]).expand(6, 2)                      # guidance contrasts with no category, no style
+    with torch.no_grad():
+        given, free = model(greedy, labels).float(), model(greedy, null).float()
+    assert torch.equal((free + 3.0 * (given - free)).argmax(1), greedy)
+
+
+def test_style_labels_are_prepared_as_category_and_style_columns_and_dropped_apart():
+    from helpers.models.pixelcnn import prepare_labels
+
+    styled, plain = _styled("pixelcnn").config, PixelCNNConfig(num_codes=K, num_classes=3)
+    assert prepare_labels(styled, None, 2, "cpu", False).tolist() == [[3, 4], [3, 4]]
+    assert prepare_labels(styled, torch.tensor([1, 2]), 2, "cpu", False).tolist() == [[1, 4], [2, 4]]  # any style
+    assert prepare_labels(plain, torch.tensor([1, 2]), 2, "cpu", False).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="without styles"):
+        prepare_labels(plain, torch.tensor([[1, 0]]), 1, "cpu", False)
+    torch.manual_seed(0)
+    dropped = prepare_labels(styled, torch.zeros(4000, 2, dtype=torch.long), 4000, "cpu", True)
+    category_gone, style_gone = dropped[:, 0] == 3, dropped[:, 1] == 4
+    assert abs(category_gone.float().mean() - 0.2) < 0.03 and abs(style_gone.float().mean() - 0.2) < 0.03
+    assert abs((category_gone & style_gone).float().mean() - 0.04) < 0.015     # independently
+
+
+def test_draw_labels_draws_category_and_style_pairs_as_often_as_they_occur():
+    from helpers.sampling import draw_labels
+
+    pairs = torch.tensor([[0, 0]] * 60 + [[0, 1]] * 30 + [[2, 1]] * 10)
+    drawn = draw_labels(pairs, 5000, seed=0)
+    assert drawn.shape == (5000, 2) and torch.equal(drawn, draw_labels(pairs, 5000, seed=0))
+    share = {tuple(p): (drawn == torch.tensor(p)).all(1).float().mean().item() for p in ([0, 0], [0, 1], [2, 1])}
+    assert abs(share[(0, 0)] - 0.6) < 0.03 and abs(share[(0, 1)] - 0.3) < 0.03 and abs(share[(2, 1)] - 0.1) < 0.02

@@ -14,7 +14,8 @@ Both models here:
 - read codes (B, H, W) long and return logits (B, K, H, W); the logits at (i, j) depend on
   codes strictly before (i, j) in raster order only (tests check this by gradients);
 - may be conditioned on a category (``num_classes > 0``; class embedding as a bias in every
-  layer) and on a spatial map ``cond`` (B, cond_channels, H, W), added through a 1x1 conv in
+  layer), on a style as well (``num_styles > 0``: the vendor; a second embedding added to the
+  first, with labels (B, 2)) and on a spatial map ``cond`` (B, cond_channels, H, W), added through a 1x1 conv in
   every layer — generic enough for the VQ-VAE-2 bottom prior, which is conditioned on the
   (embedded, upsampled) top codes;
 - depend, at row i, on rows <= i of their inputs only, so a sampler may run them on the
@@ -54,21 +55,73 @@ class Dropout(nn.Dropout):
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
 
 
-class _Conditioning(nn.Module):
-    """Per-layer bias from a category (embedding) and/or a spatial map (1x1 conv)."""
+def style_embedding(channels: int, num_classes: int, num_styles: int):
+    """The style (vendor) embedding of a conditioned layer, or None; its last index means "none"."""
+    return nn.Embedding(num_styles + 1, channels) if num_classes > 0 and num_styles > 0 else None
 
-    def __init__(self, channels: int, num_classes: int, cond_channels: int):
+
+def init_label_embeddings(*embeddings) -> None:
+    """Small label embeddings: a conditioned prior starts close to the unconditional one."""
+    for e in embeddings:
+        if e is not None:
+            nn.init.normal_(e.weight, std=0.1)
+
+
+def label_bias(cls, style, labels):
+    """The (B, C) bias of labels from :func:`prepare_labels` ((B,) categories or (B, 2) category and
+    style), or 0 without them."""
+    if cls is None or labels is None:
+        return 0
+    if labels.ndim == 1:
+        return cls(labels)
+    bias = cls(labels[:, 0])
+    return bias + style(labels[:, 1]) if style is not None else bias
+
+
+def prepare_labels(cfg, labels, batch: int, device, training: bool):
+    """Labels as the embeddings read them, for a prior config with ``num_classes`` (and
+    ``num_styles``, ``label_dropout``): None without categories; else (B,) categories, or (B, 2)
+    category and style columns when the prior has styles. ``labels``: None, one category, (B,)
+    categories (any style) or (B, 2). In training each column is replaced by its "none" index
+    with probability ``label_dropout``, so that guidance and unconditional sampling work."""
+    num_classes, num_styles = cfg.num_classes, getattr(cfg, "num_styles", 0)
+    if num_classes <= 0:
+        return None
+    if labels is None:
+        labels = torch.full((batch,), num_classes, dtype=torch.long, device=device)
+        return torch.stack([labels, torch.full_like(labels, num_styles)], 1) if num_styles > 0 else labels
+    labels = torch.as_tensor(labels, device=device).long()
+    if labels.ndim == 0:   # one category for the whole batch
+        labels = labels.expand(batch)
+    if labels.ndim == 2 and num_styles <= 0:
+        raise ValueError("(category, style) labels given to a prior without styles (num_styles 0)")
+    if labels.ndim == 1 and num_styles > 0:
+        labels = torch.stack([labels, torch.full_like(labels, num_styles)], 1)
+    if training and cfg.label_dropout > 0:
+        drop = torch.rand(batch, device=device) < cfg.label_dropout
+        if labels.ndim == 1:
+            return torch.where(drop, torch.full_like(labels, num_classes), labels)
+        drop_style = torch.rand(batch, device=device) < cfg.label_dropout
+        labels = torch.stack([torch.where(drop, torch.full_like(labels[:, 0], num_classes), labels[:, 0]),
+                              torch.where(drop_style, torch.full_like(labels[:, 1], num_styles), labels[:, 1])], 1)
+    return labels
+
+
+class _Conditioning(nn.Module):
+    """Per-layer bias from a category and a style (embeddings) and/or a spatial map (1x1 conv)."""
+
+    def __init__(self, channels: int, num_classes: int, cond_channels: int, num_styles: int = 0):
         super().__init__()
         # index num_classes is "no category": what label dropout trains, and what labels=None uses
         self.cls = nn.Embedding(num_classes + 1, channels) if num_classes > 0 else None
         self.cond = nn.Conv2d(cond_channels, channels, 1) if cond_channels > 0 else None
-        if self.cls is not None:
-            nn.init.normal_(self.cls.weight, std=0.1)   # small: starts close to the unconditional model
+        self.style = style_embedding(channels, num_classes, num_styles)
+        init_label_embeddings(self.cls, self.style)
 
     def forward(self, labels, cond):
-        bias = 0
-        if self.cls is not None and labels is not None:
-            bias = self.cls(labels)[:, :, None, None]
+        bias = label_bias(self.cls, self.style, labels)
+        if torch.is_tensor(bias):
+            bias = bias[:, :, None, None]
         if self.cond is not None and cond is not None:
             bias = bias + self.cond(cond)
         return bias
@@ -77,20 +130,6 @@ class _Conditioning(nn.Module):
         """The bias at position (i, j) as (B, C) (or 0), for incremental sampling."""
         bias = self(labels, None if cond is None else cond[:, :, i:i + 1, j:j + 1])
         return bias.flatten(1) if torch.is_tensor(bias) else bias
-
-
-def _prepare_labels(num_classes: int, labels, batch: int, device, label_dropout: float, training: bool):
-    if num_classes <= 0:
-        return None
-    if labels is None:
-        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
-    labels = torch.as_tensor(labels, device=device).long()
-    if labels.ndim == 0:   # one category for the whole batch
-        labels = labels.expand(batch)
-    if training and label_dropout > 0:
-        drop = torch.rand(batch, device=device) < label_dropout
-        labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
-    return labels
 
 
 class _PriorMixin(Configurable):
@@ -111,7 +150,7 @@ class _PriorMixin(Configurable):
     def start_sampling(self, batch: int, shape, labels=None, cond=None):
         """An incremental evaluator: ``state.step(codes, i, j) -> logits (B, K)`` at (i, j), called
         in raster order after codes before (i, j) are filled in (see helpers/sampling.py)."""
-        labels = _prepare_labels(self.config.num_classes, labels, batch, self.embed.weight.device, 0.0, False)
+        labels = prepare_labels(self.config, labels, batch, self.embed.weight.device, False)
         return self._sampler_class(self, batch, tuple(shape), labels, cond)
 
     def _head_at(self, x):
@@ -155,6 +194,7 @@ class PixelCNNConfig:
     first_kernel: int = 7       # kernel of the mask-A input conv
     head_hidden: int = 256      # width of the 1x1 head before the logits
     num_classes: int = 0        # categories to condition on (0: unconditional)
+    num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
     label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
     cond_channels: int = 0      # channels of a spatial condition map (0: none)
     dropout: float = 0.0        # dropout inside the residual blocks
@@ -166,7 +206,7 @@ class _PixelCNNBlock(nn.Module):
         self.conv = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.kernel, "B")
         self.norm = nn.BatchNorm2d(cfg.hidden)
         self.drop = Dropout(cfg.dropout)
-        self.cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels)
+        self.cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels, cfg.num_styles)
 
     def forward(self, x, labels, cond):
         return x + self.drop(self.norm(self.conv(F.relu(x)))) + self.cond(labels, cond)
@@ -219,15 +259,14 @@ class PixelCNN(_PriorMixin, nn.Module):
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
         self.input = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.first_kernel, "A")
-        self.input_cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels)
+        self.input_cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels, cfg.num_styles)
         self.blocks = nn.ModuleList([_PixelCNNBlock(cfg) for _ in range(cfg.layers)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
                                   nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
 
     def forward(self, codes, labels=None, cond=None):
         cfg = self.config
-        labels = _prepare_labels(cfg.num_classes, labels, codes.shape[0], codes.device,
-                                 cfg.label_dropout, self.training)
+        labels = prepare_labels(cfg, labels, codes.shape[0], codes.device, self.training)
         x = self.embed(codes).permute(0, 3, 1, 2)
         x = self.input(x) + self.input_cond(labels, cond)
         for block in self.blocks:
@@ -246,6 +285,7 @@ class GatedPixelCNNConfig:
     first_kernel: int = 7       # kernel of the first gated layer (a wide first view, as in the paper)
     head_hidden: int = 256      # width of the 1x1 head before the logits
     num_classes: int = 0        # categories to condition on (0: unconditional)
+    num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
     label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
     cond_channels: int = 0      # channels of a spatial condition map (0: none)
     dropout: float = 0.0        # dropout on the horizontal stack's residual branch
@@ -257,15 +297,16 @@ class GatedLayer(nn.Module):
     1 x (k//2+1) conv over columns <= j (< j in the first, mask-A layer, which also has no
     residual connection, since its input holds the current code)."""
 
-    def __init__(self, c: int, k: int, first: bool, num_classes: int, cond_channels: int, dropout: float):
+    def __init__(self, c: int, k: int, first: bool, num_classes: int, cond_channels: int, dropout: float,
+                 num_styles: int = 0):
         super().__init__()
         self.k, self.first = k, first
         self.v_conv = nn.Conv2d(c, 2 * c, (k // 2 + 1, k))
         self.h_conv = nn.Conv2d(c, 2 * c, (1, k // 2 + 1))
         self.v_to_h = nn.Conv2d(2 * c, 2 * c, 1)
         self.h_out = nn.Conv2d(c, c, 1)
-        self.v_cond = _Conditioning(2 * c, num_classes, cond_channels)
-        self.h_cond = _Conditioning(2 * c, num_classes, cond_channels)
+        self.v_cond = _Conditioning(2 * c, num_classes, cond_channels, num_styles)
+        self.h_cond = _Conditioning(2 * c, num_classes, cond_channels, num_styles)
         self.drop = Dropout(dropout)
 
     @staticmethod
@@ -354,15 +395,14 @@ class GatedPixelCNN(_PriorMixin, nn.Module):
         self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
         self.layers = nn.ModuleList([
             GatedLayer(cfg.hidden, cfg.first_kernel if i == 0 else cfg.kernel, i == 0,
-                       cfg.num_classes, cfg.cond_channels, cfg.dropout)
+                       cfg.num_classes, cfg.cond_channels, cfg.dropout, cfg.num_styles)
             for i in range(cfg.layers)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
                                   nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
 
     def forward(self, codes, labels=None, cond=None):
         cfg = self.config
-        labels = _prepare_labels(cfg.num_classes, labels, codes.shape[0], codes.device,
-                                 cfg.label_dropout, self.training)
+        labels = prepare_labels(cfg, labels, codes.shape[0], codes.device, self.training)
         x = self.embed(codes).permute(0, 3, 1, 2)
         v = h = x
         for layer in self.layers:

@@ -27,7 +27,8 @@ Consequences used by the samplers:
   position's worth of the network instead of the whole grid (exact: tests compare both).
 
 Conditioning: a category (``num_classes > 0``; embedding -> bias in every gate; index
-``num_classes`` means "no category", which ``label_dropout`` trains and ``labels=None`` uses) and,
+``num_classes`` means "no category", which ``label_dropout`` trains and ``labels=None`` uses), a
+style (``num_styles > 0``: the vendor, a second embedding added to the first) and,
 for the bottom prior, the top codes (``cond_num_codes > 0``). ``condition(top_codes)`` computes the
 conditioning map once; ``forward`` takes either the top codes (long, (B, h, w)) or that map
 (float, (B, cond_channels, H, W)), so samplers compute it once per batch, never per position.
@@ -46,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import Configurable, register
-from .pixelcnn import Dropout
+from .pixelcnn import Dropout, init_label_embeddings, label_bias, prepare_labels, style_embedding
 from .vqvae import ResBlock
 
 
@@ -66,6 +67,7 @@ class PixelSNAILConfig:
     dropout: float = 0.1          # dropout inside the gated residual blocks (the report's priors overfit)
     attn_dropout: float = 0.0     # dropout on attention weights
     num_classes: int = 0          # categories to condition on (0: unconditional)
+    num_styles: int = 0           # styles (the vendor) to condition on as well (0: none; needs categories)
     label_dropout: float = 0.0    # share of training labels replaced by "no category"
     cond_num_codes: int = 0       # codebook size of the conditioning (top) codes; 0: no spatial condition
     cond_channels: int = 64       # channels of the conditioning ResNet
@@ -159,21 +161,21 @@ class CausalConv2d(nn.Conv2d):
 class GatedResBlock(nn.Module):
     """x + a * sigmoid(g), [a, g] = conv(dropout(act(conv(act(x))))) + condition biases."""
 
-    def __init__(self, c: int, k: int, dropout: float, num_classes: int, cond_channels: int):
+    def __init__(self, c: int, k: int, dropout: float, num_classes: int, cond_channels: int, num_styles: int = 0):
         super().__init__()
         self.conv1 = CausalConv2d(c, c, k, strict=False)
         self.conv2 = CausalConv2d(c, 2 * c, k, strict=False)
         self.drop = Dropout(dropout)
         self.label = nn.Embedding(num_classes + 1, 2 * c) if num_classes > 0 else None
         self.cond = nn.Conv2d(cond_channels, 2 * c, 1) if cond_channels > 0 else None
-        if self.label is not None:
-            nn.init.normal_(self.label.weight, std=0.1)   # small: starts near the unconditional model
+        self.style = style_embedding(2 * c, num_classes, num_styles)
+        init_label_embeddings(self.label, self.style)
 
     def bias(self, labels, cond):
         """Per-image (B, 2C, 1, 1) and per-position (B, 2C, H, W) biases of the gate."""
-        b = 0
-        if self.label is not None and labels is not None:
-            b = self.label(labels)[:, :, None, None]
+        b = label_bias(self.label, self.style, labels)
+        if torch.is_tensor(b):
+            b = b[:, :, None, None]
         if self.cond is not None and cond is not None:
             b = b + self.cond(cond)
         return b
@@ -234,7 +236,8 @@ class SNAILBlock(nn.Module):
     def __init__(self, cfg: PixelSNAILConfig, cond_channels: int):
         super().__init__()
         c = cfg.channels
-        self.res = nn.ModuleList([GatedResBlock(c, cfg.kernel, cfg.dropout, cfg.num_classes, cond_channels)
+        self.res = nn.ModuleList([GatedResBlock(c, cfg.kernel, cfg.dropout, cfg.num_classes, cond_channels,
+                                                 cfg.num_styles)
                                   for _ in range(cfg.res_blocks)])
         self.attn = CausalAttention(c, cfg.heads, cfg.head_dim, cfg.attn_dropout) if cfg.attention else None
         self.mix = nn.Linear(c + cfg.heads * cfg.head_dim, c) if cfg.attention else None
@@ -331,18 +334,7 @@ class PixelSNAIL(Configurable, nn.Module):
         return cond[:, :, :H, :W]   # a row-cropped sampler runs on the rows done so far
 
     def _labels(self, labels, batch: int, device):
-        cfg = self.config
-        if cfg.num_classes <= 0:
-            return None
-        if labels is None:
-            return torch.full((batch,), cfg.num_classes, dtype=torch.long, device=device)
-        labels = torch.as_tensor(labels, device=device).long()
-        if labels.ndim == 0:
-            labels = labels.expand(batch)
-        if self.training and cfg.label_dropout > 0:
-            drop = torch.rand(batch, device=device) < cfg.label_dropout
-            labels = torch.where(drop, torch.full_like(labels, cfg.num_classes), labels)
-        return labels
+        return prepare_labels(self.config, labels, batch, device, self.training)
 
     # ---- the network ------------------------------------------------------------------------------
 
@@ -363,16 +355,17 @@ class PixelSNAIL(Configurable, nn.Module):
     # ---- training -------------------------------------------------------------------------------
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        """batch = (codes[, labels[, cond]]), the gated PixelCNN's order: codes (B, H, W); labels (B,),
-        ignored without categories (``num_classes`` 0) and None allowed; cond the top codes
-        (B, h, w) long or their map from :meth:`condition` (bottom prior) -> NLL in nats per code."""
+        """batch = (codes[, labels[, cond]]), the gated PixelCNN's order: codes (B, H, W); labels (B,)
+        (or (B, 2) with a style column, when ``num_styles`` > 0), ignored without categories
+        (``num_classes`` 0) and None allowed; cond the top codes (B, h, w) long or their map from
+        :meth:`condition` (bottom prior) -> NLL in nats per code."""
         codes = batch[0].long()
         labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
         cond = batch[2] if len(batch) > 2 else None
-        if (labels is not None and labels.dim() != 1) or (cond is not None and cond.dim() < 3):
+        if (labels is not None and labels.dim() not in (1, 2)) or (cond is not None and cond.dim() < 3):
             # a batch in another order would otherwise fail deep inside, or train on the wrong input
-            raise ValueError("a PixelSNAIL batch is (codes, labels (B,), cond (B, h, w) or its map), got shapes "
-                             f"{[None if t is None else tuple(t.shape) for t in batch]}")
+            raise ValueError("a PixelSNAIL batch is (codes, labels (B,) or (B, 2), cond (B, h, w) or its map), "
+                             f"got shapes {[None if t is None else tuple(t.shape) for t in batch]}")
         logits = self(codes, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
         nll = F.cross_entropy(logits, codes.reshape(-1))
         with torch.no_grad():   # argmax over fp32 rows: ~3x faster on CPU than over bf16 ones
