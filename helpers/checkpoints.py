@@ -121,6 +121,7 @@ def load_checkpoint(path, *, expect: dict | None = None) -> dict:
     for field, wanted in (expect or {}).items():
         have = ckpt["extra"].get(field) if field not in ckpt else ckpt[field]
         if field == "model_kwargs" and isinstance(have, dict) and isinstance(wanted, dict):
+            have = {**_config_defaults(ckpt.get("model_class")), **have}
             for key in sorted(set(have) | set(wanted)):
                 if _plain(have.get(key)) != _plain(wanted.get(key)):
                     raise CheckpointError(
@@ -130,6 +131,19 @@ def load_checkpoint(path, *, expect: dict | None = None) -> dict:
             raise CheckpointError(f"{path}: mismatched checkpoint — {field} is {have!r} in the "
                                   f"checkpoint, {wanted!r} expected.")
     return ckpt
+
+
+def _config_defaults(model_class: str | None) -> dict:
+    """The defaults of a registered model's config: a field added to a config after a checkpoint
+    was saved takes its default there, so older checkpoints stay loadable."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    from .models import MODEL_REGISTRY
+
+    config_class = getattr(MODEL_REGISTRY.get(model_class or ""), "config_class", None)
+    if not is_dataclass(config_class):
+        return {}
+    return {f.name: f.default for f in fields(config_class) if f.default is not MISSING}
 
 
 def build_model(ckpt: dict, device: torch.device | str | None = None) -> torch.nn.Module:

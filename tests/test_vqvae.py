@@ -139,6 +139,20 @@ def test_vqvae_checkpoint_rebuilds_the_same_model(tmp_path):
     assert torch.equal(model(x)[0], rebuilt(x)[0])
 
 
+def test_a_checkpoint_saved_before_a_config_field_existed_loads_with_that_fields_default(tmp_path):
+    from helpers.checkpoints import CheckpointError, model_spec
+
+    model = VQVAE(VQVAEConfig(**TINY))
+    path = save_checkpoint(tmp_path / "old.pt", model)
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["model_kwargs"]["augment_flip"], ckpt["model_kwargs"]["l2_codes"]   # as an older version saved it
+    torch.save(ckpt, path)
+    loaded = load_checkpoint(path, expect=model_spec(model))
+    assert build_model(loaded).config == model.config
+    with pytest.raises(CheckpointError, match="augment_flip is False in the checkpoint, True expected"):
+        load_checkpoint(path, expect=model_spec(VQVAE(VQVAEConfig(augment_flip=True, **TINY))))
+
+
 def test_ssim_matches_torchmetrics():
     tm = pytest.importorskip("torchmetrics.functional")
     torch.manual_seed(0)
