@@ -73,6 +73,8 @@ class CodeGrids:
     augmented: dict[str, torch.Tensor]
     category: torch.Tensor
     category_names: list[str]
+    vendor: torch.Tensor          # each image's vendor: the style a prior may be conditioned on
+    vendor_names: list[str]
     train_idx: torch.Tensor
     val_idx: torch.Tensor
     fingerprint: str
@@ -92,20 +94,26 @@ class CodeGrids:
         """The grids a prior of ``level`` trains on: the train images' codes, then their copies'."""
         return torch.cat([self.codes[level][self.train_idx], self.augmented.get(level, self.codes[level][:0])])
 
-    def fit_labels(self) -> torch.Tensor:
-        """The category of every row of :meth:`fit`."""
-        return self.category[self.train_idx].repeat(1 + self.copies)
+    def labels(self, rows: torch.Tensor, style: bool = False) -> torch.Tensor:
+        """The categories of ``rows`` (images), or with ``style`` (n, 2) category and vendor."""
+        return torch.stack([self.category[rows], self.vendor[rows]], 1) if style else self.category[rows]
+
+    def fit_labels(self, style: bool = False) -> torch.Tensor:
+        """The labels of every row of :meth:`fit` (a copy has its original's)."""
+        labels = self.labels(self.train_idx, style)
+        return labels.repeat(1 + self.copies, *[1] * (labels.ndim - 1))
 
     def val(self, level: str) -> torch.Tensor:
         return self.codes[level][self.val_idx]
 
-    def val_labels(self) -> torch.Tensor:
-        return self.category[self.val_idx]
+    def val_labels(self, style: bool = False) -> torch.Tensor:
+        return self.labels(self.val_idx, style)
 
     def __str__(self) -> str:
         levels = ", ".join(f"{level} {tuple(c.shape[1:])} of K = {self.num_codes[level]}" for level, c in self.codes.items())
         return (f"{len(self.train_idx)} train / {len(self.val_idx)} val code grids ({levels}), "
-                f"{len(self.category_names)} categories; priors train on {len(self.fit_labels())} grids "
+                f"{len(self.category_names)} categories, {len(self.vendor_names)} vendors; "
+                f"priors train on {len(self.fit_labels())} grids "
                 f"(the train images' and {self.copies} augmented copies of each)")
 
     def save(self, path: str | Path) -> Path:
@@ -114,6 +122,9 @@ class CodeGrids:
     @classmethod
     def load(cls, path: str | Path, producer: str = "the notebook that wrote it") -> "CodeGrids":
         d = _load(Path(path), cls.KIND, producer)
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise StaleArtifactError(f"{path} has no {', '.join(missing)} (an older format): run {producer} again")
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
     def check(self, ds) -> "CodeGrids":

@@ -50,9 +50,10 @@ def real_val_accuracy(model: EmojiClassifier, ds) -> float:
 
 
 def recognisable(model: EmojiClassifier, samples: torch.Tensor, labels: torch.Tensor, reference: float) -> dict:
-    """``sample_accuracy`` of category-conditioned ``samples`` (drawn for ``labels``), the real val
-    accuracy ``reference`` and their ratio ``recognisable_share``."""
+    """``sample_accuracy`` of category-conditioned ``samples`` (drawn for ``labels``: categories,
+    or (n, 2) category and style), the real val accuracy ``reference`` and their ratio
+    ``recognisable_share``."""
     if not reference > 0:
         raise ValueError(f"the real val accuracy must be positive, not {reference}")
-    acc = accuracy(model, samples, labels)
+    acc = accuracy(model, samples, labels[:, 0] if labels.ndim == 2 else labels)
     return {"sample_accuracy": acc, "real_val_accuracy": reference, "recognisable_share": acc / reference}

@@ -146,7 +146,8 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
     augmented = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
     fit.grids = CodeGrids(codes=codes, num_codes=levels, augmented=augmented, category=ds.category,
-                          category_names=list(ds.category_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
+                          category_names=list(ds.category_names), vendor=ds.vendor,
+                          vendor_names=list(ds.vendor_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
                           fingerprint=ds.fingerprint, producer=producer, autoencoder_step=trainer.step)
     return fit
 
@@ -227,8 +228,15 @@ def _condition(cond_fn, top: torch.Tensor) -> torch.Tensor:
         return torch.cat([cond_fn(top[s:s + 512]) for s in range(0, len(top), 512)])
 
 
-def _level_data(grids: CodeGrids, family: PriorFamily, level: str, split: str) -> tuple:
-    codes, labels = (grids.fit(level), grids.fit_labels()) if split == "fit" else (grids.val(level), grids.val_labels())
+def styled(prior) -> bool:
+    """Is ``prior`` (or the first of a (top, bottom) pair) conditioned on the vendor as well?"""
+    first = prior[0] if isinstance(prior, (tuple, list)) else prior
+    return getattr(getattr(first, "config", None), "num_styles", 0) > 0
+
+
+def _level_data(grids: CodeGrids, family: PriorFamily, level: str, split: str, style: bool) -> tuple:
+    codes, labels = ((grids.fit(level), grids.fit_labels(style)) if split == "fit"
+                     else (grids.val(level), grids.val_labels(style)))
     if level != "bottom":
         return codes, labels
     top = grids.fit("top") if split == "fit" else grids.val("top")
@@ -281,8 +289,10 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
         priors, trainers = {}, {}
         for level, build in family.builders.items():
             name = family.checkpoint_name(level)
+            prior = build()
             trainers[level] = t = Trainer(
-                build(), _level_data(grids, family, level, "fit"), _level_data(grids, family, level, "val"),
+                prior, _level_data(grids, family, level, "fit", styled(prior)),
+                _level_data(grids, family, level, "val", styled(prior)),
                 configs[name], paths.checkpoint_path(profile.name, name), data_fingerprint=ds.fingerprint,
                 extra={"autoencoder_step": grids.autoencoder_step})
             priors[level] = t.run().eval()
@@ -292,8 +302,8 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
 
     val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
     n_choose = max(8, profile.n_samples // 10)
-    train_labels = grids.category[grids.train_idx]
     for fit in fits.values():
+        train_labels = grids.labels(grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
         fit.scored = score_settings(fit.prior, autoencoder, settings, real_val, n=n_choose, seed=CHOOSE_SEED,
                                     labels=draw_labels(train_labels, n_choose, seed=CHOOSE_SEED),
                                     cond_fn=fit.family.cond_fn)
@@ -307,8 +317,8 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
     val_recon = reconstruct(autoencoder, val_images)
     metrics = {"fid_floor": generation_metrics(real_val, real_train, real_stats=train_stats)["fid"],
                "fid_recon": generation_metrics(val_recon, real_train, real_stats=train_stats)["fid"]}
-    labels = draw_labels(train_labels, profile.n_samples, seed=FID_SEED)
     for name, fit in fits.items():
+        labels = draw_labels(grids.labels(grids.train_idx, styled(fit.prior)), profile.n_samples, seed=FID_SEED)
         fakes = fit.sample(profile.n_samples, labels=labels, seed=FID_SEED)
         key = references.samples_key(ds, profile.name, name, size, FID_SEED, len(fakes))
         fake_features = cached_features(fakes, key, paths.cache_dir())
@@ -381,6 +391,23 @@ def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *,
         fig = viz.beside_nearest(rows, pool[analysis.nearest_train(rows, pool)], ds.category_names,
                                  title=f"{name}: {per_category} samples per category, each over its nearest train image")
         viz.save_figure(fig, profile_name, f"{name}_samples_per_category")
+        if styled(fit.prior):
+            show_styles(fit, name, ds, profile_name, per_category)
+
+
+def show_styles(fit: PriorFit, name: str, ds, profile_name: str, n: int = 8) -> None:
+    """A prior conditioned on the vendor: one row per vendor, the same ``n`` categories (seeded)
+    in each column, saved as ``figures/<family>_samples_per_vendor.png``."""
+    from . import viz
+
+    categories = torch.randperm(len(ds.category_names), generator=torch.Generator().manual_seed(5))
+    categories = categories.repeat(n // len(categories) + 1)[:n]
+    labels = torch.stack([categories.repeat(len(ds.vendor_names)),
+                          torch.arange(len(ds.vendor_names)).repeat_interleave(n)], 1)
+    fig = viz.image_grid(fit.sample(len(labels), labels=labels, seed=6), nrow=n,
+                         title=f"{name}: one row per vendor ({', '.join(ds.vendor_names)}), the same category "
+                               "in each column")
+    viz.save_figure(fig, profile_name, f"{name}_samples_per_vendor")
 
 
 def metrics_table(metrics: dict):

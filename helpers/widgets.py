@@ -79,26 +79,38 @@ def _explorer(controls: list, render: Callable[[], "plt.Figure"], static: bool |
 # ---------------------------------------------------------------------------------------------
 # sampler
 
+def _labels(prior, n: int, category: int | None, style: int | None):
+    """What the sampler is given: the category alone, or, for a prior conditioned on the vendor
+    and a chosen ``style``, (n, 2) category ("none" if not chosen) and style."""
+    first = prior[0] if isinstance(prior, (tuple, list)) else prior
+    config = first.config
+    if style is None or getattr(config, "num_styles", 0) <= 0:
+        return category
+    return torch.tensor([[config.num_classes if category is None else category, style]]).expand(n, 2)
+
+
 def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: int | None = None,
-                 guidance: float = 1.0, category: int | None = None, n: int = 16, seed: int = 0) -> torch.Tensor:
+                 guidance: float = 1.0, category: int | None = None, style: int | None = None, n: int = 16,
+                 seed: int = 0) -> torch.Tensor:
     """``n`` uint8 samples of the prior ``sources[name]``: a (prior, decoder) pair, the prior a
     code prior for a VQ-VAE or a (top, bottom) pair for a VQ-VAE-2 (optionally a third item,
     ``cond_fn`` for a bottom prior without its own condition, e.g. ``vqvae2.top_condition``).
-    ``top_k`` 0 or None: off; ``category`` None: unconditional (then ``guidance`` does nothing)."""
+    ``top_k`` 0 or None: off; ``category`` and ``style`` (a vendor, for priors conditioned on it)
+    None: any (with neither, ``guidance`` does nothing)."""
     from .artifacts import SamplingSetting
     from .sampling import sample_images
 
     prior, decoder, *rest = sources[name]
     setting = SamplingSetting(temperature=temperature, top_k=top_k or None, guidance=guidance)
-    return sample_images(prior, decoder, n, setting=setting, labels=category, seed=seed, progress=False,
-                         cond_fn=rest[0] if rest else None)
+    return sample_images(prior, decoder, n, setting=setting, labels=_labels(prior, n, category, style), seed=seed,
+                         progress=False, cond_fn=rest[0] if rest else None)
 
 
-def sampler_explorer(sources: dict, category_names: Sequence[str], *, n: int = 16, seed: int = 0,
-                     max_top_k: int = 512, static: bool | None = None):
-    """Choose the prior, temperature, top-k (0 = off), guidance (with a category) and category;
-    "draw" samples a fresh grid (a new seed per click). Static: ``n`` unconditional samples of the
-    first prior at T = 1."""
+def sampler_explorer(sources: dict, category_names: Sequence[str], *, style_names: Sequence[str] = (), n: int = 16,
+                     seed: int = 0, max_top_k: int = 512, static: bool | None = None):
+    """Choose the prior, temperature, top-k (0 = off), guidance (with a category) and category,
+    and with ``style_names`` (the vendors) the style of priors conditioned on it; "draw" samples a
+    fresh grid (a new seed per click). Static: ``n`` unconditional samples of the first prior at T = 1."""
     import ipywidgets as widgets
 
     names = list(sources)
@@ -108,20 +120,23 @@ def sampler_explorer(sources: dict, category_names: Sequence[str], *, n: int = 1
     guidance = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.25, description="guidance")
     category = widgets.Dropdown(options=[("any", None)] + [(c, i) for i, c in enumerate(category_names)],
                                 value=None, description="category")
+    style = widgets.Dropdown(options=[("any", None)] + [(v, i) for i, v in enumerate(style_names)],
+                             value=None, description="style")
     draw = widgets.Button(description="draw", button_style="primary")
     state = {"seed": seed}
     draw.on_click(lambda _: state.update(seed=state["seed"] + 1))   # registered first: runs before the redraw
 
     def render():
-        cat = category.value
+        cat, sty = category.value, style.value
         images = draw_samples(sources, prior.value, temperature=temperature.value, top_k=top_k.value,
-                              guidance=guidance.value, category=cat, n=n, seed=state["seed"])
+                              guidance=guidance.value, category=cat, style=sty, n=n, seed=state["seed"])
         what = "any category" if cat is None else f"{category_names[cat]}, guidance {guidance.value:.2f}"
+        what += "" if sty is None else f", {style_names[sty]} style (if the prior has styles)"
         return viz.image_grid(images, nrow=min(n, 8), title=f"{prior.value}: T = {temperature.value:.2f}, "
                               f"top-k = {top_k.value or 'off'}, {what} (seed {state['seed']})")
 
-    return _explorer([prior, temperature, top_k, guidance, category, draw], render, static,
-                     triggers=[draw, prior])
+    controls = [prior, temperature, top_k, guidance, category] + ([style] if style_names else []) + [draw]
+    return _explorer(controls, render, static, triggers=[draw, prior])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def _grids(copies=2, fingerprint="toy"):
     codes = {"codes": torch.arange(n * 4).reshape(n, 2, 2)}
     augmented = {"codes": 1000 + torch.arange(copies * n_train * 4).reshape(copies * n_train, 2, 2)} if copies else {}
     return CodeGrids(codes=codes, num_codes={"codes": 2000}, augmented=augmented, category=torch.arange(n) % 3,
-                     category_names=["a", "b", "c"], train_idx=torch.arange(4, n), val_idx=torch.arange(4),
+                     category_names=["a", "b", "c"], vendor=torch.arange(n) % 2, vendor_names=["v0", "v1"],
+                     train_idx=torch.arange(4, n), val_idx=torch.arange(4),
                      fingerprint=fingerprint, producer="01_vqvae", autoencoder_step=7)
 
 
@@ -52,6 +53,9 @@ def test_code_grids_train_rows_are_the_train_codes_then_each_copy_with_their_lab
     assert torch.equal(fit[6:], g.augmented["codes"])
     assert torch.equal(g.fit_labels(), g.category[g.train_idx].repeat(3))
     assert torch.equal(g.val("codes"), g.codes["codes"][:4]) and torch.equal(g.val_labels(), g.category[:4])
+    styled = g.fit_labels(style=True)                               # (category, vendor) of each row
+    assert styled.shape == (18, 2) and torch.equal(styled[:, 0], g.fit_labels())
+    assert torch.equal(styled[6:12, 1], g.vendor[g.train_idx]) and torch.equal(g.val_labels(True)[:, 1], g.vendor[:4])
     plain = _grids(copies=0)
     assert plain.copies == 0 and torch.equal(plain.fit("codes"), plain.codes["codes"][plain.train_idx])
 
@@ -70,6 +74,11 @@ def test_code_grids_round_trip_and_refuse_another_dataset_or_format(tmp_path):
     atomic_save({"codes": torch.zeros(2, 2, 2), "fingerprint": "toy"}, tmp_path / "old.pt")   # the old dict file
     with pytest.raises(StaleArtifactError, match="not a code_grids file.*run 01_vqvae again"):
         CodeGrids.load(tmp_path / "old.pt", "01_vqvae")
+    before_vendors = {"kind": "code_grids", **{f.name: getattr(g, f.name) for f in dataclasses.fields(CodeGrids)
+                                               if not f.name.startswith("vendor")}}
+    atomic_save(before_vendors, tmp_path / "older.pt")
+    with pytest.raises(StaleArtifactError, match="no vendor, vendor_names.*run 01_vqvae again"):
+        CodeGrids.load(tmp_path / "older.pt", "01_vqvae")
 
 
 def test_sample_set_round_trips_with_its_setting(tmp_path):
@@ -136,16 +145,23 @@ def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
     n, n_train = 6, 4
     grids = CodeGrids(codes={"top": torch.randint(0, 4, (n, 2, 2)), "bottom": torch.randint(0, 4, (n, 4, 4))},
                       num_codes={"top": 4, "bottom": 4}, augmented={}, category=torch.arange(n) % 2,
-                      category_names=["a", "b"], train_idx=torch.arange(2, n), val_idx=torch.arange(2),
+                      category_names=["a", "b"], vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"],
+                      train_idx=torch.arange(2, n), val_idx=torch.arange(2),
                       fingerprint="toy", producer="03_vqvae2", autoencoder_step=1)
     snail = stages.PriorFamily("pixelsnail", {})
-    codes, labels, cond = stages._level_data(grids, snail, "bottom", "fit")
+    codes, labels, cond = stages._level_data(grids, snail, "bottom", "fit", False)
     assert torch.equal(codes, grids.fit("bottom")) and torch.equal(labels, grids.fit_labels())
     assert torch.equal(cond, grids.fit("top"))                                   # its own ResNet reads them
     cnn = stages.PriorFamily("pixelcnn", {}, cond_fn=lambda top: top.float()[:, None] * 2)
-    _, _, cond = stages._level_data(grids, cnn, "bottom", "val")
+    _, _, cond = stages._level_data(grids, cnn, "bottom", "val", False)
     assert torch.equal(cond, grids.val("top").float()[:, None] * 2)
-    assert len(stages._level_data(grids, cnn, "top", "fit")) == 2 and n_train == len(grids.train_idx)
+    assert len(stages._level_data(grids, cnn, "top", "fit", False)) == 2 and n_train == len(grids.train_idx)
+    _, styled_labels = stages._level_data(grids, cnn, "top", "fit", True)      # a prior conditioned on the vendor
+    assert torch.equal(styled_labels, torch.stack([grids.fit_labels(), torch.zeros(n_train, dtype=torch.long)], 1))
+    from helpers.models.pixelcnn import PixelCNN, PixelCNNConfig
+    plain, styled = (PixelCNN(PixelCNNConfig(num_codes=4, hidden=8, layers=1, num_classes=2, num_styles=v))
+                     for v in (0, 3))
+    assert (stages.styled(plain), stages.styled(styled), stages.styled((styled, plain))) == (False, True, True)
     assert cnn.checkpoint_name("bottom") == "pixelcnn_bottom" and stages.PriorFamily("p", {}).checkpoint_name("codes") == "p"
 
 

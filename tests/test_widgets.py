@@ -57,6 +57,32 @@ def test_sampler_callback_and_explorer(models):
     assert any(getattr(c, "description", "") == "guidance" for c in controls)
 
 
+def test_the_sampler_draws_the_chosen_style_from_a_prior_conditioned_on_the_vendor(models):
+    vq, _ = models
+    torch.manual_seed(0)
+    styled = GatedPixelCNN(GatedPixelCNNConfig(num_codes=K, hidden=8, layers=2, head_hidden=8, num_classes=3,
+                                               num_styles=2, label_dropout=0.1)).eval()
+    with torch.no_grad():
+        for m in styled.modules():
+            if getattr(m, "style", None) is not None:
+                m.style.weight.mul_(30)                     # a style that shows
+    sources = {"styled": (styled, vq)}
+    draw = lambda **kw: w.draw_samples(sources, "styled", n=6, seed=2, **kw)   # noqa: E731
+    assert not torch.equal(draw(category=1, style=0), draw(category=1, style=1))
+    assert not torch.equal(draw(style=0), draw(style=1))      # a style with any category
+    assert torch.equal(draw(category=1), draw(category=1, style=None))
+    _, plain = models                                         # a prior without styles ignores the choice
+    assert torch.equal(w.draw_samples({"p": (plain, vq)}, "p", category=1, style=1, n=4, seed=0),
+                       w.draw_samples({"p": (plain, vq)}, "p", category=1, n=4, seed=0))
+    box = w.sampler_explorer(sources, ["a", "b", "c"], style_names=["v0", "v1"], n=4, static=False)
+    style = next(c for c in box.children[0].children if getattr(c, "description", "") == "style")
+    style.value = 1
+    box.refresh()
+    assert "v1 style" in box.figure.axes[0].get_title()
+    plain_box = w.sampler_explorer(sources, ["a", "b", "c"], n=4, static=False)
+    assert not any(getattr(c, "description", "") == "style" for c in plain_box.children[0].children)
+
+
 def test_interpolation_view_and_picker(models):
     vq, _ = models
     images = _images()
