@@ -279,6 +279,12 @@ def sample_hierarchical(top_prior, bottom_prior, n: int, *, labels=None, tempera
 
 # ---- images from a prior, as the notebooks draw them ------------------------------------------
 
+def styled(prior) -> bool:
+    """Is ``prior`` (or the first of a (top, bottom) pair) conditioned on the vendor as well?"""
+    first = prior[0] if isinstance(prior, (tuple, list)) else prior
+    return getattr(getattr(first, "config", None), "num_styles", 0) > 0
+
+
 def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """``n`` categories drawn from the empirical distribution of ``categories`` (e.g. the train set),
     so class-conditional samples are compared with real images of the same category mix; for

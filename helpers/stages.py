@@ -28,7 +28,7 @@ from .data.split import SPLIT_RULES
 from .metrics import blank_share, cached_features, fid_from_features, fid_statistics, generation_metrics, \
     inception_features
 from .results import save_metrics
-from .sampling import draw_labels, sample_images
+from .sampling import draw_labels, sample_images, styled
 from .tensors import augmented_copies
 from .train import TrainConfig, Trainer
 
@@ -226,12 +226,6 @@ def _condition(cond_fn, top: torch.Tensor) -> torch.Tensor:
         return top
     with torch.no_grad():
         return torch.cat([cond_fn(top[s:s + 512]) for s in range(0, len(top), 512)])
-
-
-def styled(prior) -> bool:
-    """Is ``prior`` (or the first of a (top, bottom) pair) conditioned on the vendor as well?"""
-    first = prior[0] if isinstance(prior, (tuple, list)) else prior
-    return getattr(getattr(first, "config", None), "num_styles", 0) > 0
 
 
 def _level_data(grids: CodeGrids, family: PriorFamily, level: str, split: str, style: bool) -> tuple:

@@ -82,11 +82,12 @@ def _explorer(controls: list, render: Callable[[], "plt.Figure"], static: bool |
 def _labels(prior, n: int, category: int | None, style: int | None):
     """What the sampler is given: the category alone, or, for a prior conditioned on the vendor
     and a chosen ``style``, (n, 2) category ("none" if not chosen) and style."""
-    first = prior[0] if isinstance(prior, (tuple, list)) else prior
-    config = first.config
-    if style is None or getattr(config, "num_styles", 0) <= 0:
+    from .sampling import styled
+
+    if style is None or not styled(prior):
         return category
-    return torch.tensor([[config.num_classes if category is None else category, style]]).expand(n, 2)
+    num_classes = (prior[0] if isinstance(prior, (tuple, list)) else prior).config.num_classes
+    return torch.tensor([[num_classes if category is None else category, style]]).expand(n, 2)
 
 
 def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: int | None = None,
@@ -109,9 +110,12 @@ def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: i
 def sampler_explorer(sources: dict, category_names: Sequence[str], *, style_names: Sequence[str] = (), n: int = 16,
                      seed: int = 0, max_top_k: int = 512, static: bool | None = None):
     """Choose the prior, temperature, top-k (0 = off), guidance (with a category) and category,
-    and with ``style_names`` (the vendors) the style of priors conditioned on it; "draw" samples a
-    fresh grid (a new seed per click). Static: ``n`` unconditional samples of the first prior at T = 1."""
+    and with ``style_names`` (the vendors), when a prior is conditioned on it, the style; "draw"
+    samples a fresh grid (a new seed per click). Static: ``n`` unconditional samples of the first
+    prior at T = 1."""
     import ipywidgets as widgets
+
+    from .sampling import styled
 
     names = list(sources)
     prior = widgets.Dropdown(options=names, value=names[0], description="prior")
@@ -131,11 +135,12 @@ def sampler_explorer(sources: dict, category_names: Sequence[str], *, style_name
         images = draw_samples(sources, prior.value, temperature=temperature.value, top_k=top_k.value,
                               guidance=guidance.value, category=cat, style=sty, n=n, seed=state["seed"])
         what = "any category" if cat is None else f"{category_names[cat]}, guidance {guidance.value:.2f}"
-        what += "" if sty is None else f", {style_names[sty]} style (if the prior has styles)"
+        what += "" if sty is None or not styled(sources[prior.value][0]) else f", {style_names[sty]} style"
         return viz.image_grid(images, nrow=min(n, 8), title=f"{prior.value}: T = {temperature.value:.2f}, "
                               f"top-k = {top_k.value or 'off'}, {what} (seed {state['seed']})")
 
-    controls = [prior, temperature, top_k, guidance, category] + ([style] if style_names else []) + [draw]
+    with_style = bool(style_names) and any(styled(source[0]) for source in sources.values())
+    controls = [prior, temperature, top_k, guidance, category] + ([style] if with_style else []) + [draw]
     return _explorer(controls, render, static, triggers=[draw, prior])
 
 

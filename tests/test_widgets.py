@@ -79,8 +79,10 @@ def test_the_sampler_draws_the_chosen_style_from_a_prior_conditioned_on_the_vend
     style.value = 1
     box.refresh()
     assert "v1 style" in box.figure.axes[0].get_title()
-    plain_box = w.sampler_explorer(sources, ["a", "b", "c"], n=4, static=False)
-    assert not any(getattr(c, "description", "") == "style" for c in plain_box.children[0].children)
+    for plain_box in (w.sampler_explorer(sources, ["a", "b", "c"], n=4, static=False),     # no vendor names
+                      w.sampler_explorer({"p": (plain, vq)}, ["a", "b", "c"], style_names=["v0", "v1"], n=4,
+                                         static=False)):                             # no prior with styles
+        assert not any(getattr(c, "description", "") == "style" for c in plain_box.children[0].children)
 
 
 def test_interpolation_view_and_picker(models):
