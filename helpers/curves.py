@@ -1,8 +1,9 @@
 """Learning curves of a profile's models: ``python -m helpers.curves --profile full``.
 
 Every checkpoint keeps its run's history (one row per epoch, with the optimizer steps done at
-its end), so the curves cost no extra training: this reads ``artifacts/<profile>/*.pt``, draws
-each model's validation measure against steps into ``docs/curves/<model>.png`` and prints a table
+its end, and of validations between epochs where ``TrainConfig.curve_every`` asked for them), so
+the curves cost no extra training: this reads ``artifacts/<profile>/*.pt``, draws each model's
+validation measure against steps into ``docs/curves/<profile>/<model>.png`` and prints a table
 of where each curve stands: its value at the end, and how much it still moved over the last
 quarter of the steps (a budget sits where that is small).
 """
@@ -48,13 +49,13 @@ def curve_summary(history: dict, key: str) -> dict:
 
 
 def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
-    """One PNG per trained model of ``profile`` under ``out_dir`` (default docs/curves) and a row per model."""
+    """One PNG per trained model of ``profile`` under ``out_dir`` (default docs/curves/<profile>) and a row per model."""
     import matplotlib.pyplot as plt
 
     from .checkpoints import safe_load
     from .viz import plot_history
 
-    out_dir = Path(out_dir or paths.PROJECT_ROOT / "docs" / "curves")
+    out_dir = Path(out_dir or paths.PROJECT_ROOT / "docs" / "curves" / profile)
     rows = []
     for name, (key, higher) in MEASURES.items():
         path = paths.checkpoint_path(profile, name)
@@ -76,7 +77,7 @@ def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.curves", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full")
-    parser.add_argument("--out", default=None, help="folder for the PNGs (default: docs/curves)")
+    parser.add_argument("--out", default=None, help="folder for the PNGs (default: docs/curves/<profile>)")
     args = parser.parse_args(argv)
     rows = write_curves(args.profile, args.out)
     if not rows:
