@@ -212,7 +212,7 @@ def machine_text(metrics: dict | None) -> str:
         return "not recorded"
     parts = [f"{m.get('cpu', '?')} {m.get('cpu_capability', '?')}",
              "bf16 training" if m.get("fast_bf16") else "fp32 training (no fast bf16)",
-             f"{m.get('threads', '?')} threads", f"torch {m.get('torch', '?')}",
+             f"{m.get('threads', '?')} thread{'' if m.get('threads') == 1 else 's'}", f"torch {m.get('torch', '?')}",
              f"commit {m.get('commit') or '?'}"]
     return ", ".join(parts)
 
@@ -273,15 +273,19 @@ def fmt(value, kind: str) -> str:
 
 def results_rows(profile: str) -> tuple[list[dict], dict[str, dict], list[str]]:
     """One dict per table row — model, metric, report, ours (raw numbers, None when absent),
-    better, kind, protocol — the metrics files found, and the notes on missing ones."""
+    better, kind, protocol, and for an FID its ratio to the same file's ``fid_floor`` (the FID of
+    real val images: how far from real a set of images is, comparable across val sets) — the
+    metrics files found, and the notes on missing ones."""
     found, notes = load_all(profile)
     rows = []
     for row in ROWS:
         metrics = found.get(row.source)
         ours = None if metrics is None else lookup(metrics, row.key)
+        floor = None if metrics is None or row.kind != "fid" or row.key == "fid_floor" else lookup(metrics, "fid_floor")
         rows.append({"model": row.model, "metric": row.metric, "report": row.report, "ours": ours,
                      "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics),
-                     "time_capped": time_capped(metrics, row.key)})
+                     "time_capped": time_capped(metrics, row.key),
+                     "x_floor": ours / floor if ours is not None and floor else None})
     return rows, found, notes
 
 
@@ -289,7 +293,8 @@ def _frame(rows: list[dict]):
     import pandas as pd
 
     return pd.DataFrame([{"model": r["model"], "metric": r["metric"], "report": fmt(r["report"], r["kind"]),
-                          "ours": fmt(r["ours"], r["kind"]) + (" (time-capped)" if r["time_capped"] else ""),
+                          "ours": fmt(r["ours"], r["kind"]) + (" (time-capped)" if r["time_capped"] else "")
+                          + ("" if r.get("x_floor") is None else f" ({r['x_floor']:.2f}x floor)"),
                           "better": r["better"], "measured on": r["protocol"]}
                          for r in rows])
 
@@ -360,9 +365,9 @@ README_MARKERS = ("<!-- results table: begin -->", "<!-- results table: end -->"
 
 
 def headline_rows(rows: list[dict]) -> list[dict]:
-    """The rows the README shows: every one the report has a number for, and the floors and the
-    GAN-test beside them (the whole table stays in RESULTS.md)."""
-    return [r for r in rows if r["report"] is not None or "floor" in r["metric"] or "recognisable" in r["metric"]]
+    """The rows the README shows: every one the report has a number for, every FID (with its
+    ratio to the floor) and the GAN-test beside them (the whole table stays in RESULTS.md)."""
+    return [r for r in rows if r["report"] is not None or r["kind"] == "fid" or "recognisable" in r["metric"]]
 
 
 def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:

@@ -67,13 +67,13 @@ def test_every_report_number_sits_beside_ours(artifacts, capsys):
     expected = {("VQ-VAE 32x32", "val PSNR (dB)"): ("29.24", "30.10", "yes"),
                 ("VQ-VAE 32x32", "val SSIM"): ("0.954", "0.961", "yes"),
                 ("VQ-VAE 32x32", "codebook usage (val)"): ("30-70 %", "98.00 %", "yes"),
-                ("PixelCNN prior (VQ-VAE)", "PixelCNN FID"): ("176.0", "150.0", "yes"),
+                ("PixelCNN prior (VQ-VAE)", "PixelCNN FID"): ("176.0", "150.0 (5.00x floor)", "yes"),
                 ("VQ-VAE-2 64x64", "val PSNR (dB)"): ("22.83", "24.00", "yes"),
                 ("VQ-VAE-2 64x64", "val SSIM"): ("0.897", "0.880", "no"),
                 ("VQ-VAE-2 64x64", "top codebook usage (val)"): ("38.67 %", "95.00 %", "yes"),
                 ("VQ-VAE-2 64x64", "bottom codebook usage (val)"): ("56.64 %", "90.00 %", "yes"),
-                ("VQ-VAE-2 priors", "PixelSNAIL FID"): ("341.0", "300.0", "yes"),
-                ("VQ-VAE-2 priors", "PixelCNN FID"): ("416.0", "420.0", "no"),      # lower is better
+                ("VQ-VAE-2 priors", "PixelSNAIL FID"): ("341.0", "300.0 (9.68x floor)", "yes"),
+                ("VQ-VAE-2 priors", "PixelCNN FID"): ("416.0", "420.0 (13.55x floor)", "no"),   # lower is better
                 ("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)"): ("25.32", "24.00", "no"),
                 ("Inpainting 32x32, 8x8 mask", "prior val PSNR (dB)"): ("25.32", "26.00", "yes"),
                 ("Inpainting 32x32, 8x8 mask", "prior val SSIM"): ("0.911", "0.930", "yes"),
@@ -92,6 +92,9 @@ def test_every_report_number_sits_beside_ours(artifacts, capsys):
     assert _cell(df, "VQ-VAE 32x32", "train SSIM", "measured on") == "32 px, 800 train"
     assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID", "measured on") == "32 px, N = 2000 vs 800 train"
     assert _cell(df, "Super-resolution 64->128", "decoder val SSIM", "measured on") == "128 px, 150 val"
+    # an FID beside its file's floor; the floor itself and other measures without the ratio
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "FID of VQ-VAE val reconstructions") == "50.0 (1.67x floor)"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "FID floor (val images)") == "30.0"
 
 
 def test_the_reports_split_has_its_own_rows_read_from_the_random_split_run(artifacts, capsys):
@@ -176,8 +179,8 @@ def test_a_time_capped_run_is_marked_beside_its_figures(artifacts):
     (artifacts / "prior_vqvae.json").write_text(json.dumps(capped))
     (artifacts / "vqvae.json").write_text(json.dumps({**METRICS["vqvae"], "time_capped": False}))
     df = report.results_table("smoke")
-    assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID") == "150.0 (time-capped)"
-    assert _cell(df, "PixelCNN prior (VQ-VAE)", "gated PixelCNN FID") == "140.0"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID") == "150.0 (time-capped) (5.00x floor)"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "gated PixelCNN FID") == "140.0 (4.67x floor)"   # not capped
     assert _cell(df, "VQ-VAE 32x32", "val PSNR (dB)") == "30.10"
 
 
