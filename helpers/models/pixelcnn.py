@@ -15,9 +15,9 @@ Both models here:
   codes strictly before (i, j) in raster order only (tests check this by gradients);
 - may be conditioned on a category (``num_classes > 0``; class embedding as a bias in every
   layer), on a style as well (``num_styles > 0``: the vendor; a second embedding added to the
-  first, with labels (B, 2)) and on a spatial map ``cond`` (B, cond_channels, H, W), added through a 1x1 conv in
-  every layer — generic enough for the VQ-VAE-2 bottom prior, which is conditioned on the
-  (embedded, upsampled) top codes;
+  first, with labels (B, 2)) and on a spatial map ``cond`` (B, cond_channels, H, W), added
+  through a 1x1 conv in every layer — generic enough for the VQ-VAE-2 bottom prior, which is
+  conditioned on the (embedded, upsampled) top codes;
 - depend, at row i, on rows <= i of their inputs only, so a sampler may run them on the
   rows sampled so far (``supports_row_crop``; see helpers/sampling.py);
 - offer ``start_sampling(...)``: an incremental evaluator that caches every layer's
