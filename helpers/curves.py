@@ -19,7 +19,7 @@ from . import paths
 # checkpoint name -> (the history key that says how good it is, higher is better?)
 MEASURES = {
     "vqvae": ("psnr", True), "vqvae_latent16": ("psnr", True), "vqvae2": ("psnr", True),
-    "pixelcnn": ("nll", False), "gated_pixelcnn": ("nll", False),
+    "pixelcnn": ("nll", False), "gated_pixelcnn": ("nll", False), "transformer": ("nll", False),
     "pixelsnail_top": ("nll", False), "pixelsnail_bottom": ("nll", False),
     "pixelcnn_top": ("nll", False), "pixelcnn_bottom": ("nll", False),
     "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),

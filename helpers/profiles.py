@@ -27,7 +27,7 @@ class Profile:
     max_emojis: int | None       # emoji identities kept (all vendors of each); None = all
     vqvae_steps: int             # 01: VQ-VAE 32x32 (8x8 codes)
     latent16_steps: int          # 01: the 16x16-latent side model of the rate / quality table
-    prior_steps: dict            # 02: steps per prior on the 8x8 codes ("pixelcnn", "gated_pixelcnn")
+    prior_steps: dict            # 02: steps per prior on the 8x8 codes ("pixelcnn", "gated_pixelcnn", "transformer")
     vqvae2_steps: int            # 03: VQ-VAE-2 64x64
     prior2_steps: dict           # 04: steps per prior, "<family>_<level>" (pixelsnail / pixelcnn, top / bottom)
     superres_steps: int          # 05: super-resolution decoder 64 -> 128
@@ -63,7 +63,7 @@ PROFILES = {
     # per model and evaluations on 32 images per split and 16 samples: Inception passes and
     # training were most of CI's time on a slow CPU.
     "smoke": Profile("smoke", max_emojis=60, vqvae_steps=12, latent16_steps=6,
-                     prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5}, vqvae2_steps=12,
+                     prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5, "transformer": 5}, vqvae2_steps=12,
                      prior2_steps=_priors2(5, 5), superres_steps=9, classifier_steps=3,
                      n_samples=16, eval_limit=32),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
@@ -71,21 +71,21 @@ PROFILES = {
     # augmented codes: a prior that trains for about one pass over the train codes gains nothing
     # from more of them. The gated PixelCNN and the 64 px PixelCNN, slower per step, get fewer.
     "quick": Profile("quick", max_emojis=None, vqvae_steps=500, latent16_steps=80,
-                     prior_steps={"pixelcnn": 170, "gated_pixelcnn": 45}, vqvae2_steps=280,
+                     prior_steps={"pixelcnn": 170, "gated_pixelcnn": 45, "transformer": 170}, vqvae2_steps=280,
                      prior2_steps={"pixelsnail_top": 75, "pixelsnail_bottom": 105, "pixelcnn_top": 40,
                                    "pixelcnn_bottom": 40},
                      superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
     # The results: about an hour of training in all on 2 fast CPU cores; docs/EXPERIMENTS.md
     # ("Budgets in steps") says where these came from, the curves in docs/curves/ where to move them.
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
-                    prior_steps={"pixelcnn": 1100, "gated_pixelcnn": 560}, vqvae2_steps=3000,
+                    prior_steps={"pixelcnn": 1100, "gated_pixelcnn": 560, "transformer": 1100}, vqvae2_steps=3000,
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=1400,
                     n_samples=2000, eval_limit=None),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
     # priors three times full's steps, every model validated every 100 steps, and evaluations as
     # quick's (its FIDs are not full's). `python -m helpers.curves --profile curves` draws them.
     "curves": Profile("curves", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
-                      prior_steps={"pixelcnn": 3300, "gated_pixelcnn": 1680}, vqvae2_steps=3000,
+                      prior_steps={"pixelcnn": 3300, "gated_pixelcnn": 1680, "transformer": 3300}, vqvae2_steps=3000,
                       prior2_steps=_priors2(3300, 1680), superres_steps=1100, classifier_steps=1400,
                       n_samples=200, eval_limit=200, curve_every=100),
 }

@@ -25,13 +25,17 @@ def classifier_config(profile) -> TrainConfig:
 
 def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, device=None) -> EmojiClassifier:
     """Train (or resume, or load) the category classifier of ``size`` px images of dataset ``ds``:
-    ``artifacts/<profile>/classifier<size>.pt``."""
-    model = EmojiClassifier(ClassifierConfig(num_classes=len(ds.category_names), image_size=size))
-    train = (ds.images(size, "train"), ds.category[ds.rows("train")])
-    val = (ds.images(size, "val"), ds.category[ds.rows("val")])
-    trainer = Trainer(model, train, val, config, paths.checkpoint_path(profile, f"classifier{size}"),
-                      data_fingerprint=ds.fingerprint, extra={"image_size": size}, device=device)
-    return trainer.run()
+    ``artifacts/<profile>/classifier<size>.pt``. It draws its random numbers (first weights,
+    batches, augmentation) from ``config.seed`` alone, not from what ran before it in the process:
+    the same classifier whichever priors a notebook fits first."""
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        model = EmojiClassifier(ClassifierConfig(num_classes=len(ds.category_names), image_size=size))
+        train = (ds.images(size, "train"), ds.category[ds.rows("train")])
+        val = (ds.images(size, "val"), ds.category[ds.rows("val")])
+        trainer = Trainer(model, train, val, config, paths.checkpoint_path(profile, f"classifier{size}"),
+                          data_fingerprint=ds.fingerprint, extra={"image_size": size}, device=device)
+        return trainer.run()
 
 
 def accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -7,7 +7,7 @@ on codes before (i, j) in raster order. Sampling fills the grid one position at 
 Three ways to get the logits at (i, j), fastest first; ``sample_codes`` picks the best the
 prior supports (``method="auto"``):
 
-- "incremental": priors with ``start_sampling(batch, shape, labels, cond)`` (both PixelCNNs)
+- "incremental": priors with ``start_sampling(batch, shape, labels, cond)`` (every prior here)
   cache every layer's activations and compute only position (i, j) per step — one forward
   pass worth of work per grid instead of one per position.
 - "crop": priors with ``supports_row_crop = True`` depend at row i on input rows <= i only,

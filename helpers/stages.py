@@ -51,9 +51,12 @@ def begin(profile_name: str = ""):
     return profile, ds
 
 
-def train_configs(steps: dict[str, int], profile, **settings) -> dict[str, TrainConfig]:
-    """One TrainConfig per model of a ``steps`` budget table (``profile.prior_steps``), all else alike."""
-    return {name: TrainConfig(max_steps=n, seed=profile.seed, curve_every=profile.curve_every, **settings)
+def train_configs(steps: dict[str, int], profile, *, lr: float | dict[str, float],
+                  **settings) -> dict[str, TrainConfig]:
+    """One TrainConfig per model of a ``steps`` budget table (``profile.prior_steps``), all else alike
+    but the learning rate, which may be one peak for all or a peak per model ({name: lr})."""
+    return {name: TrainConfig(max_steps=n, seed=profile.seed, curve_every=profile.curve_every,
+                              lr=lr[name] if isinstance(lr, dict) else lr, **settings)
             for name, n in steps.items()}
 
 

@@ -75,3 +75,15 @@ def test_recognisable_needs_matching_labels_and_a_positive_reference():
         recognise.recognisable(model, x, torch.zeros(3, dtype=torch.long), 0.5)
     with pytest.raises(ValueError, match="positive"):
         recognise.recognisable(model, x, torch.zeros(4, dtype=torch.long), 0.0)
+
+
+def test_the_classifier_trains_from_its_seed_whatever_drew_random_numbers_before(tmp_path, monkeypatch):
+    ds, config = _toy_dataset(n_per_class=16), TrainConfig(max_steps=1, lr=0.0, batch_size=4, warmup_steps=0,
+                                                          progress=False, precision="fp32")
+    weights = []
+    for draws in (0, 1000):                         # 1000: another model was built before it
+        monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / str(draws))
+        torch.manual_seed(123)
+        torch.rand(draws)
+        weights.append(recognise.fit_classifier(ds, 32, "test", config).state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -171,3 +171,13 @@ def test_describe_run_tables_the_names_the_model_config_and_the_training_config(
     rows = dict(zip(table.index, table.iloc[:, 0]))
     assert rows["config"] == "default" and rows["num_codes"] == 16 and rows["max_steps"] == 3
     assert rows["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_train_configs_give_every_model_its_steps_and_one_or_its_own_learning_rate():
+    profile = get_profile("smoke")
+    shared = stages.train_configs({"a": 5, "b": 7}, profile, lr=1e-3, batch_size=16)
+    own = stages.train_configs({"a": 5, "b": 7}, profile, lr={"a": 1e-3, "b": 6e-3}, batch_size=16)
+    assert [(c.max_steps, c.lr, c.batch_size) for c in shared.values()] == [(5, 1e-3, 16), (7, 1e-3, 16)]
+    assert [(c.max_steps, c.lr) for c in own.values()] == [(5, 1e-3), (7, 6e-3)]
+    with pytest.raises(KeyError):
+        stages.train_configs({"a": 5, "c": 7}, profile, lr={"a": 1e-3})

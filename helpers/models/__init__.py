@@ -26,7 +26,7 @@ def _import_all() -> None:
     # Imported for their @register side effect; a missing family is simply not registered.
     import importlib
 
-    for name in ("vqvae", "vqvae2", "pixelcnn", "pixelsnail", "superres", "classifier"):
+    for name in ("vqvae", "vqvae2", "pixelcnn", "pixelsnail", "transformer", "superres", "classifier"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
