@@ -204,13 +204,15 @@ def protocol_text(metrics: dict | None) -> str:
 
 
 def machine_text(metrics: dict | None) -> str:
-    """Where a metrics file was made, in a few words: CPU, its vector instructions, the training
-    precision "auto" took there, threads, commit (:func:`helpers.runtime.machine`)."""
+    """Where a metrics file was made, in a few words: CPU (its model, where recorded), its vector
+    instructions, the training precision "auto" took there, threads, commit
+    (:func:`helpers.runtime.machine`)."""
     p = (metrics or {}).get("protocol") or {}
     m = p.get("machine")
     if not isinstance(m, dict):
         return "not recorded"
-    parts = [f"{m.get('cpu', '?')} {m.get('cpu_capability', '?')}",
+    cpu = f"{m.get('cpu', '?')} {m.get('cpu_capability', '?')}"
+    parts = [f"{m['cpu_model']} ({cpu})" if m.get("cpu_model") else cpu,
              "bf16 training" if m.get("fast_bf16") else "fp32 training (no fast bf16)",
              f"{m.get('threads', '?')} thread{'' if m.get('threads') == 1 else 's'}", f"torch {m.get('torch', '?')}",
              f"commit {m.get('commit') or '?'}"]

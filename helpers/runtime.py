@@ -7,6 +7,7 @@ import platform
 import random
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -92,10 +93,34 @@ def machine() -> dict:
     "auto" trained in bf16), threads, torch, and the project's commit (:func:`git_commit`).
     Figures can depend on them: bf16 and fp32 training, and other thread counts, order float sums
     differently."""
-    return {"cpu": platform.processor() or platform.machine(),
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "fast_bf16": native_bf16("cpu"), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "commit": git_commit()}
+
+
+def cpu_model(cpuinfo: os.PathLike | str = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name with its family and model numbers ("Intel(R) Xeon(R) Processor @ 2.60GHz,
+    family 6 model 106"), read from Linux's ``cpuinfo``: under a hypervisor the name alone can be
+    generic, and the numbers tell one generation from the next. None where there is no such file."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:   # the first processor's block is enough
+                break
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    if "cpu family" in fields and "model" in fields:
+        return f"{name}, family {fields['cpu family']} model {fields['model']}"
+    return name
 
 
 def git_commit(root: os.PathLike | str = paths.PROJECT_ROOT) -> str | None:

@@ -58,7 +58,7 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
                        "superres_steps", "classifier_steps"}
     assert not any("minutes" in f.name or "epochs" in f.name for f in dataclasses.fields(Profile))
     for profile in PROFILES.values():
-        assert set(profile.prior_steps) == {"pixelcnn", "gated_pixelcnn"}
+        assert set(profile.prior_steps) == {"pixelcnn", "gated_pixelcnn", "transformer"}
         assert set(profile.prior2_steps) == {f"{f}_{lv}" for f in ("pixelsnail", "pixelcnn") for lv in ("top", "bottom")}
         for name in budgets:
             value = getattr(profile, name)
@@ -68,7 +68,8 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
     results.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
     protocol = results.load_metrics("full", "vqvae")["protocol"]
-    assert set(protocol.pop("machine")) == {"cpu", "cpu_capability", "fast_bf16", "threads", "torch", "commit"}
+    assert set(protocol.pop("machine")) == {"cpu", "cpu_model", "cpu_capability", "fast_bf16", "threads", "torch",
+                                            "commit"}
     assert protocol == {"seed": 0}
 
 
@@ -232,3 +233,15 @@ def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
     params = {}
     exec(source(cell), {}, params)
     assert (params["LR"], params["BATCH_SIZE"]) == (CLI_DEFAULTS[model]["lr"], CLI_DEFAULTS[model]["batch_size"])
+
+
+def test_the_cpu_model_comes_with_its_family_and_model_numbers(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 106\n"
+                    "model name\t: Intel(R) Xeon(R) Processor @ 2.60GHz\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert runtime.cpu_model(info) == "Intel(R) Xeon(R) Processor @ 2.60GHz, family 6 model 106"
+    info.write_text("processor\t: 0\nmodel name\t: Some Arm core\n")
+    assert runtime.cpu_model(info) == "Some Arm core"
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")            # no model name (some Arm kernels)
+    assert runtime.cpu_model(info) is None
+    assert runtime.cpu_model(tmp_path / "missing") is None

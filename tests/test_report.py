@@ -164,6 +164,9 @@ def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(ar
     assert report.machine_text({**METRICS["vqvae"], "protocol": {**PROTOCOL32, "machine": {
         **machine, "cpu_capability": "AVX512", "fast_bf16": True}}}).startswith("x86_64 AVX512, bf16 training,")
     assert report.machine_text(METRICS["vqvae"]) == "not recorded"   # metrics files from before it was kept
+    named = {**METRICS["vqvae"],
+             "protocol": {**PROTOCOL32, "machine": {**machine, "cpu_model": "AMD EPYC, family 26 model 2"}}}
+    assert report.machine_text(named).startswith("AMD EPYC, family 26 model 2 (x86_64 AVX2), fp32 training")
 
     _write(artifacts, ["prior_vqvae"])
     (artifacts / "vqvae.json").write_text(json.dumps(recorded))
