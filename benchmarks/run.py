@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
 from helpers.models.pixelsnail import PixelSNAIL
+from helpers.models.transformer import TransformerPrior, TransformerPriorConfig
 from helpers.models.superres import SuperRes
 from helpers.models.vqvae import VQVAE
 from helpers.models.vqvae2 import VQVAE2
@@ -60,6 +61,9 @@ def workloads(g: torch.Generator) -> dict:
         "pixelcnn": (lambda: PixelCNN(PixelCNNConfig(**prior)), 64, lambda n: (_codes(n, K, 8, 8, g), labels(n))),
         "gated_pixelcnn": (lambda: GatedPixelCNN(GatedPixelCNNConfig(**prior)), 64,
                            lambda n: (_codes(n, K, 8, 8, g), labels(n))),
+        "transformer": (lambda: TransformerPrior(TransformerPriorConfig(num_codes=K, num_classes=CLASSES,
+                                                                       label_dropout=0.1)), 64,
+                        lambda n: (_codes(n, K, 8, 8, g), labels(n))),
         "pixelsnail_top": (lambda: PixelSNAIL.for_vqvae2(vq2, "top", num_classes=CLASSES), 64,
                            lambda n: (_codes(n, kt, 8, 8, g), labels(n))),
         "pixelsnail_bottom": (lambda: PixelSNAIL.for_vqvae2(vq2, "bottom"), 64,
@@ -124,6 +128,7 @@ def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
     priors = {
         "pixelcnn": (PixelCNN(PixelCNNConfig(**prior)), (8, 8), None),
         "gated_pixelcnn": (GatedPixelCNN(GatedPixelCNNConfig(**prior)), (8, 8), None),
+        "transformer": (TransformerPrior(TransformerPriorConfig(num_codes=K, num_classes=CLASSES)), (8, 8), None),
         "pixelsnail_top": (PixelSNAIL.for_vqvae2(vq2, "top", num_classes=CLASSES), (8, 8), None),
         "pixelsnail_bottom": (PixelSNAIL.for_vqvae2(vq2, "bottom"), (16, 16),
                               torch.randint(0, vq2.config.num_codes_top, (1000, 8, 8))),
