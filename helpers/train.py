@@ -10,6 +10,8 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
   in bf16 natively (``precision="auto"``, the default; "fp32" switches both off, "bf16" forces
   them: emulated bf16 is ~10x slower than fp32);
 * early stopping on the validation loss, the best weights kept in ``<name>.pt``;
+* optionally an exponential moving average of the weights (``ema_decay``), which is what is
+  validated, kept as the best weights and returned;
 * resume: the full state (weights, optimizer, RNG, history, time used) goes to
   ``<name>.last.pt`` after every epoch, and :meth:`Trainer.run` picks it up, so
   re-running a notebook never retrains what is done. Shuffling is seeded per
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -63,6 +66,8 @@ class TrainConfig:
     curve_every: int | None = None   # also validate every this many steps (history "curve_step",
                                      # "curve_val_<key>"): a learning curve finer than epochs; the
                                      # training itself is unchanged
+    ema_decay: float | None = None   # keep an exponential moving average of the weights (e.g. 0.999):
+                                     # validation, the best checkpoint and the returned model use it
     seed: int = 0
     progress: bool = True            # tqdm bars
 
@@ -116,6 +121,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                           weight_decay=config.weight_decay)
+        self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
         self.net: torch.nn.Module = _Step(self.model)
         if self.distributed:
             # Parameters and buffers start as rank 0's; after that buffers are not re-broadcast before
@@ -136,16 +142,22 @@ class Trainer:
         expect.update(self.extra)
         return expect
 
-    def _save(self, path: Path, *, completed: bool) -> None:
+    def _save(self, path: Path, *, completed: bool, averaged: bool = False) -> None:
+        """Write the model (with ``averaged``: the weight average in its place) and the run's state;
+        the average itself travels in ``extra`` so that a resumed run goes on with it."""
         if self.rank != 0 or path is None:
             return
+        if averaged and self.average is not None:
+            with self.average.applied():
+                return self._save(path, completed=completed)
         save_checkpoint(
             path, self.model, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
             metrics={"best_val": self.best_val}, history=self.history, data_fingerprint=self.data_fingerprint,
             extra={**self.extra, "completed": completed, "seconds": self.seconds, "bad_epochs": self.bad_epochs,
                    "time_capped": self.time_capped,
                    "stopped_early": self.stopped_early, "rng_state": torch.get_rng_state(),
-                   "train_config": self.config.as_dict(), "precision": self.precision})
+                   "train_config": self.config.as_dict(), "precision": self.precision,
+                   **({"weight_average": self.average.state()} if self.average is not None else {})})
 
     def _restore(self, ckpt: dict, *, with_optimizer: bool) -> None:
         self.model.load_state_dict(ckpt["state_dict"])
@@ -161,6 +173,8 @@ class Trainer:
         self.time_capped = bool(extra.get("time_capped", False))
         if "rng_state" in extra:
             torch.set_rng_state(extra["rng_state"])
+        if with_optimizer and self.average is not None and "weight_average" in extra:
+            self.average.load(extra["weight_average"])
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> torch.nn.Module:
@@ -212,7 +226,7 @@ class Trainer:
                 self.history.setdefault(key, []).append(value)
             improved = self._track_best(record.get("val_loss", record["train_loss"]))
             if improved:
-                self._save(self.checkpoint, completed=False)
+                self._save(self.checkpoint, completed=False, averaged=True)
             self._save(self.last_path, completed=False)
             for callback in self.callbacks:
                 callback(self, record)
@@ -230,8 +244,11 @@ class Trainer:
         return False
 
     def _finish(self) -> None:
-        """Put the best weights back into the model and mark the best checkpoint finished."""
+        """Put the best weights back into the model and mark the best checkpoint finished (without
+        a checkpoint: the last weights, or their average)."""
         if self.checkpoint is None:
+            if self.average is not None:
+                self.average.copy_to_model()
             return
         if self.distributed:
             dist.barrier()
@@ -322,6 +339,8 @@ class Trainer:
             if self.config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.step)
             self.step += 1
             count += 1
             if self.config.curve_every and self.step % self.config.curve_every == 0:
@@ -370,7 +389,11 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: TensorDataset | None = None) -> dict:
-        """Mean loss and logs over ``data`` (default: the validation set), weighted by batch size."""
+        """Mean loss and logs over ``data`` (default: the validation set), weighted by batch size;
+        of the weight average when the run keeps one."""
+        if self.average is not None and not self.average.in_model:
+            with self.average.applied():
+                return self.evaluate(data)
         data = data if data is not None else self.val_data
         self.model.eval()
         sums: dict[str, float] = {}
@@ -401,6 +424,56 @@ class Trainer:
             print(message, flush=True)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging): after each
+    optimizer step, ``avg = d * avg + (1 - d) * weights`` with ``d = min(decay, (1 + step) / (10 +
+    step))``, so that the first steps' random weights fade fast. Buffers (BatchNorm statistics,
+    a VQ codebook, itself an EMA of the encoder's outputs) stay the model's own."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"ema_decay must lie between 0 and 1, not {decay}")
+        self.decay = decay
+        self.params = [p for p in model.parameters() if p.dtype.is_floating_point]
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.in_model = False
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for p, a in zip(self.params, self.shadow):
+            p.copy_(a)
+
+    @contextmanager
+    def applied(self):
+        """The average in the model's parameters for the block, the model's own weights after it."""
+        own = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
+        self.in_model = True
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(self.params, own):
+                    p.copy_(w)
+            self.in_model = False
+
+    def state(self) -> list[torch.Tensor]:
+        return [a.detach().cpu().clone() for a in self.shadow]
+
+    @torch.no_grad()
+    def load(self, state: list[torch.Tensor]) -> None:
+        if len(state) != len(self.shadow):
+            raise CheckpointError(f"the checkpoint's weight average has {len(state)} tensors, the model "
+                                  f"{len(self.shadow)}")
+        for a, saved in zip(self.shadow, state):
+            a.copy_(saved)
+
+
 class _Step(torch.nn.Module):
     """``forward = model.training_step``, so that DDP (which wraps ``forward``) synchronises gradients."""
 
@@ -412,4 +485,4 @@ class _Step(torch.nn.Module):
         return self.model.training_step(batch)
 
 
-__all__ = ["TrainConfig", "Trainer", "CheckpointError"]
+__all__ = ["TrainConfig", "Trainer", "WeightAverage", "CheckpointError"]

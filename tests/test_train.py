@@ -313,3 +313,57 @@ def test_on_x86_fast_bf16_needs_bf16_instructions_not_just_avx512(monkeypatch, a
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     assert runtime.native_bf16("cpu") is expected
+
+
+def test_a_weight_average_is_what_is_validated_kept_and_returned(tmp_path):
+    train, val = data()
+    torch.manual_seed(0)
+    plain = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=12), None)
+    trajectory = []
+    step = plain.optimizer.step
+
+    def record(*a, **kw):   # the raw weights after every optimizer step
+        out = step(*a, **kw)
+        trajectory.append([p.detach().clone() for p in plain.model.parameters()])
+        return out
+    plain.optimizer.step = record
+    plain.run()
+    torch.manual_seed(0)
+    expected = [p.detach().clone() for p in TinyRegressor(TinyConfig()).parameters()]   # the same start weights
+    for i, weights in enumerate(trajectory):
+        d = min(0.9, (1 + i) / (10 + i))
+        expected = [d * a + (1 - d) * w for a, w in zip(expected, weights)]
+
+    torch.manual_seed(0)
+    averaged = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None, max_steps=12, ema_decay=0.9), None)
+    model = averaged.run()
+    for got, want, raw in zip(model.parameters(), expected, trajectory[-1]):
+        torch.testing.assert_close(got, want)
+        assert not torch.allclose(got, raw)                        # not the last raw weights
+    assert averaged.history["train_loss"] == plain.history["train_loss"]   # training itself is unchanged
+    assert averaged.history["val_loss"] != plain.history["val_loss"]       # validated: the average
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Trainer(TinyRegressor(TinyConfig()), train, val, config(ema_decay=1.0), None)
+
+
+def test_a_run_with_a_weight_average_resumes_bit_identical_and_keeps_the_average(tmp_path):
+    train, val = data()
+    cfg = config(ema_decay=0.95)
+    torch.manual_seed(0)
+    full = Trainer(TinyRegressor(TinyConfig()), train, val, cfg, tmp_path / "a.pt")
+    full.run()
+    torch.manual_seed(0)
+    first = Trainer(TinyRegressor(TinyConfig()), train, val, cfg, tmp_path / "b.pt",
+                    callbacks=[interrupt_after_epoch(3)])
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    last, best = load_checkpoint(tmp_path / "b.last.pt"), load_checkpoint(tmp_path / "b.pt")
+    average = last["extra"]["weight_average"]                  # the average travels with the run's state
+    assert torch.equal(best["state_dict"]["linear.weight"], average[0])      # the best weights: the average
+    assert not torch.equal(last["state_dict"]["linear.weight"], average[0])  # the run's own: the raw ones
+    torch.manual_seed(123)
+    resumed = Trainer(TinyRegressor(TinyConfig()), train, val, cfg, tmp_path / "b.pt")
+    resumed.run()
+    assert resumed.history["val_loss"] == full.history["val_loss"]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
