@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"per process (default: the notebook's, {notebook_s('batch_size')})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the hardware has it natively, else fp32")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="validate and keep an exponential moving average of the weights (default: off)")
     args = parser.parse_args(argv)
 
     # Imported here: importers of init_distributed or CLI_DEFAULTS need no data pipeline or model family.
@@ -88,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_everything(profile.seed)          # as the notebook: same seed, same initial weights
         model = cls.named(args.config)
         config = TrainConfig(max_steps=steps, epochs=args.epochs, max_minutes=args.minutes, lr=lr, batch_size=batch_size,
-                             precision=args.precision, seed=profile.seed)
+                             precision=args.precision, seed=profile.seed, curve_every=profile.curve_every,
+                             ema_decay=args.ema_decay)
         path = checkpoint_path(profile.name, args.name or args.model)
         trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,
                           extra={"image_size": size}, device=device)

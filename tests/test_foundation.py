@@ -235,6 +235,37 @@ def test_train_cli_defaults_are_the_notebooks_parameters(model, notebook):
     assert (params["LR"], params["BATCH_SIZE"]) == (CLI_DEFAULTS[model]["lr"], CLI_DEFAULTS[model]["batch_size"])
 
 
+def test_the_train_cli_validates_as_the_profile_asks_and_takes_a_weight_average(monkeypatch, capsys):
+    import helpers.cli as cli
+    import helpers.data as data
+
+    class Toy:
+        fingerprint = "toy"
+
+        def images(self, size, split):
+            return torch.zeros(4, 3, size, size, dtype=torch.uint8)
+
+    class Recorder:
+        """Stands in for the Trainer: keeps the config it was given."""
+        rank, world, step, epoch, time_capped, seconds, best_val = 0, 1, 3, 1, False, 0.0, 0.5
+
+        def __init__(self, model, train, val, config, path, **kw):
+            seen.update(config=config, path=path)
+
+        def run(self):
+            return None
+
+    seen = {}
+    monkeypatch.setattr(data, "load_dataset", lambda name: Toy())
+    monkeypatch.setattr(cli, "Trainer", Recorder)
+    assert cli.main(["--profile", "curves", "--steps", "3", "--ema-decay", "0.999", "--name", "vqvae_ema"]) == 0
+    config = seen["config"]
+    assert (config.max_steps, config.curve_every, config.ema_decay) == (3, 100, 0.999)
+    assert seen["path"].name == "vqvae_ema.pt" and seen["path"].parent.name == "curves"
+    cli.main(["--profile", "smoke"])
+    assert (seen["config"].max_steps, seen["config"].curve_every, seen["config"].ema_decay) == (12, None, None)
+
+
 def test_the_cpu_model_comes_with_its_family_and_model_numbers(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 106\n"
