@@ -4,8 +4,10 @@ Every checkpoint keeps its run's history (one row per epoch, with the optimizer 
 its end, and of validations between epochs where ``TrainConfig.curve_every`` asked for them), so
 the curves cost no extra training: this reads ``artifacts/<profile>/*.pt``, draws each model's
 validation measure against steps into ``docs/curves/<profile>/<model>.png`` and prints a table
-of where each curve stands: its value at the end, and how much it still moved over the last
-quarter of the steps (a budget sits where that is small).
+of where each curve stands: its best value and the step it was reached at, its value at the
+end, and how much it still moved over the last quarter of the steps (a budget sits where that
+is small, or, for a model that over-fits, near its best step). Models of one task (the 32 px
+priors, say) also share a figure, ``<group>.png``, their val curves side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ MEASURES = {
     "pixelcnn_top": ("nll", False), "pixelcnn_bottom": ("nll", False),
     "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),
 }
+# figures that set the val curves of models of one task side by side
+GROUPS = {
+    "priors32": ("pixelcnn", "gated_pixelcnn", "transformer"),
+    "priors64_top": ("pixelsnail_top", "pixelcnn_top"),
+    "priors64_bottom": ("pixelsnail_bottom", "pixelcnn_bottom"),
+}
 
 
 def val_points(history: dict, key: str) -> list[tuple[int, float]]:
@@ -35,17 +43,21 @@ def val_points(history: dict, key: str) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
-def curve_summary(history: dict, key: str) -> dict:
-    """Steps, the last val value, and its change over the last quarter of the steps (None with
-    fewer than two validated points)."""
+def curve_summary(history: dict, key: str, higher: bool = False) -> dict:
+    """Steps, the best val value (the highest with ``higher``, else the lowest) and its step, the
+    last val value, and its change over the last quarter of the steps (None with fewer than two
+    validated points)."""
     points = val_points(history, key)
     if not points:
         steps = history.get("step", [])
-        return {"steps": steps[-1] if steps else 0, "last": None, "last_quarter_change": None}
+        return {"steps": steps[-1] if steps else 0, "best": None, "best_step": None, "last": None,
+                "last_quarter_change": None}
     steps, values = zip(*points)
+    best_step, best = (max if higher else min)(points, key=lambda p: p[1])
     before = [v for s, v in points if s <= 0.75 * steps[-1]]
     change = values[-1] - before[-1] if before and len(values) > 1 else None
-    return {"steps": steps[-1], "last": values[-1], "last_quarter_change": change}
+    return {"steps": steps[-1], "best": best, "best_step": best_step, "last": values[-1],
+            "last_quarter_change": change}
 
 
 def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
@@ -56,7 +68,7 @@ def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
     from .viz import plot_history
 
     out_dir = Path(out_dir or paths.PROJECT_ROOT / "docs" / "curves" / profile)
-    rows = []
+    rows, histories = [], {}
     for name, (key, higher) in MEASURES.items():
         path = paths.checkpoint_path(profile, name)
         if not path.exists():
@@ -64,13 +76,26 @@ def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
         history = safe_load(path)["history"]
         if "step" not in history:
             continue                       # trained before histories recorded steps
+        histories[name] = history
         fig = plot_history(history, [key], title=f"{name} ({profile}): {key} against optimizer steps", log=False,
                            x="step")
         out_dir.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         rows.append({"model": name, "measure": f"val {key} ({'higher' if higher else 'lower'} is better)",
-                     **curve_summary(history, key)})
+                     **curve_summary(history, key, higher)})
+    for group, names in GROUPS.items():
+        present = [n for n in names if n in histories]
+        if len(present) < 2:
+            continue
+        key = MEASURES[present[0]][0]
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        for name in present:
+            ax.plot(*zip(*val_points(histories[name], key)), ".-", label=name)
+        ax.set(xlabel="optimizer step", ylabel=f"val {key}", title=f"{group} ({profile}): val {key}")
+        ax.legend()
+        fig.savefig(out_dir / f"{group}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
     return rows
 
 
@@ -86,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         change = "-" if r["last_quarter_change"] is None else f"{r['last_quarter_change']:+.3f}"
         last = "-" if r["last"] is None else f"{r['last']:.3f}"
-        print(f"{r['model']:18s} {r['measure']:32s} steps {r['steps']:6d}  last {last}  last quarter {change}")
+        best = "-" if r["best"] is None else f"{r['best']:.3f} at step {r['best_step']}"
+        print(f"{r['model']:18s} {r['measure']:32s} steps {r['steps']:6d}  best {best}  last {last}  "
+              f"last quarter {change}")
     return 0
 
 
