@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from . import paths
 
@@ -43,6 +44,12 @@ def val_points(history: dict, key: str) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
+def value_at(history: dict, key: str, step: int) -> float | None:
+    """The val value of the last validation at or before ``step`` (None before the first)."""
+    before = [v for s, v in val_points(history, key) if s <= step]
+    return before[-1] if before else None
+
+
 def curve_summary(history: dict, key: str, higher: bool = False) -> dict:
     """Steps, the best val value (the highest with ``higher``, else the lowest) and its step, the
     last val value, and its change over the last quarter of the steps (None with fewer than two
@@ -60,8 +67,9 @@ def curve_summary(history: dict, key: str, higher: bool = False) -> dict:
             "last_quarter_change": change}
 
 
-def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
-    """One PNG per trained model of ``profile`` under ``out_dir`` (default docs/curves/<profile>) and a row per model."""
+def write_curves(profile: str, out_dir: str | Path | None = None, at: Sequence[int] = ()) -> list[dict]:
+    """One PNG per trained model of ``profile`` under ``out_dir`` (default docs/curves/<profile>) and a row per
+    model; ``at``: also each model's val value at these steps (row ``"at"``: {step: value or None})."""
     import matplotlib.pyplot as plt
 
     from .checkpoints import safe_load
@@ -83,7 +91,8 @@ def write_curves(profile: str, out_dir: str | Path | None = None) -> list[dict]:
         fig.savefig(out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         rows.append({"model": name, "measure": f"val {key} ({'higher' if higher else 'lower'} is better)",
-                     **curve_summary(history, key, higher)})
+                     **curve_summary(history, key, higher),
+                     "at": {step: value_at(history, key, step) for step in at}})
     for group, names in GROUPS.items():
         present = [n for n in names if n in histories]
         if len(present) < 2:
@@ -103,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.curves", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full")
     parser.add_argument("--out", default=None, help="folder for the PNGs (default: docs/curves/<profile>)")
+    parser.add_argument("--at", default="", help="comma-separated steps: also print each model's val value there")
     args = parser.parse_args(argv)
-    rows = write_curves(args.profile, args.out)
+    at = [int(s) for s in args.at.split(",") if s.strip()]
+    rows = write_curves(args.profile, args.out, at)
     if not rows:
         print(f"no checkpoint with a step history under {paths.artifacts_dir(args.profile)}", file=sys.stderr)
         return 1
@@ -114,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         best = "-" if r["best"] is None else f"{r['best']:.3f} at step {r['best_step']}"
         print(f"{r['model']:18s} {r['measure']:32s} steps {r['steps']:6d}  best {best}  last {last}  "
               f"last quarter {change}")
+        if at:
+            print(" " * 19 + "  ".join(f"@{s}: {'-' if v is None else f'{v:.3f}'}" for s, v in r["at"].items()))
     return 0
 
 

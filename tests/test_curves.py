@@ -21,6 +21,7 @@ def test_validations_between_epochs_join_the_epochs_own_in_step_order():
                                                  (150, 4.3), (175, 4.1), (200, 4.0)]
     assert curves.curve_summary(history, "nll") == {"steps": 200, "best": 4.0, "best_step": 200, "last": 4.0,
                                                     "last_quarter_change": 4.0 - 4.3}
+    assert [curves.value_at(history, "nll", s) for s in (10, 25, 99, 200, 999)] == [None, 7.0, 6.0, 4.0, 4.0]
     over_fits = {"step": [100, 200, 300, 400], "val_nll": [4.5, 4.2, 4.3, 4.6]}
     assert curves.curve_summary(over_fits, "nll") == {"steps": 400, "best": 4.2, "best_step": 200, "last": 4.6,
                                                       "last_quarter_change": 4.6 - 4.3}
@@ -32,8 +33,9 @@ def test_write_curves_draws_every_trained_model_with_a_step_history(tmp_path, mo
     history = {"epoch": [1, 2], "step": [50, 100], "train_nll": [5.0, 4.5], "val_nll": [5.1, 4.8]}
     save_checkpoint(paths.checkpoint_path("p", "pixelcnn"), model, history=history)
     save_checkpoint(paths.checkpoint_path("p", "gated_pixelcnn"), model, history={"epoch": [1], "val_nll": [5.0]})
-    rows = curves.write_curves("p", tmp_path / "curves")
+    rows = curves.write_curves("p", tmp_path / "curves", at=[60, 100])
     assert [r["model"] for r in rows] == ["pixelcnn"]              # the other has no step history
+    assert rows[0]["at"] == {60: 5.1, 100: 4.8}
     assert rows[0]["last"] == 4.8 and rows[0]["steps"] == 100
     assert (tmp_path / "curves" / "pixelcnn.png").stat().st_size > 1000
     assert not (tmp_path / "curves" / "priors32.png").exists()     # one prior with a history: no group figure
