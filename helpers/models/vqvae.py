@@ -65,6 +65,9 @@ VQVAE_CONFIGS = {
     # default with its codes on the unit sphere: do codes compared by direction reconstruct better?
     "l2": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, ssim_weight=0.2, l1_weight=0.0,
                       l2_codes=True),
+    # default with a quarter of the codes: a prior over 256 codes has less to learn from few images
+    "codebook256": VQVAEConfig(num_codes=256, hidden=128, embed_dim=32, res_hidden=64, ssim_weight=0.2,
+                               l1_weight=0.0),
     "latent16": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, downsample=2,
                             ssim_weight=0.2, l1_weight=0.0),
 }
