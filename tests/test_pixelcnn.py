@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from _causality import embedding_grads
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
 
@@ -21,27 +22,8 @@ def _small(kind, **kw):
 
 
 def _input_grads(model, codes, labels=None, cond=None):
-    """|d logits[p] / d (embedded codes)| summed over channels, for every position p: (H, W, H, W).
-    One backward pass: batch element b carries the gradient of position b (eval mode, so
-    BatchNorm does not mix the batch)."""
-    model.eval()
-    store = {}
-
-    def keep(_module, _inp, out):
-        out.retain_grad()
-        store["e"] = out
-
-    n = H * W
-    rep = lambda t: None if t is None else t[:1].expand(n, *t.shape[1:])  # noqa: E731
-    handle = model.embed.register_forward_hook(keep)
-    try:
-        logits = model(rep(codes), rep(labels), rep(cond))
-        pick = torch.zeros(n, 1, H * W)
-        pick[torch.arange(n), 0, torch.arange(n)] = 1
-        (logits.flatten(2) * pick).sum().backward()
-    finally:
-        handle.remove()
-    return store["e"].grad.abs().sum(-1).view(H, W, H, W)
+    """|d logits[p] / d (embedded codes)| for every output position p and input position: (H, W, H, W)."""
+    return embedding_grads(model, codes, labels, cond).view(H, W, H, W)
 
 
 def _raster_before(i, j):

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from _causality import embedding_grads
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models.transformer import TransformerPrior, TransformerPriorConfig
 from helpers.sampling import sample_codes, sample_codes_naive
@@ -19,34 +20,12 @@ def _small(**kw):
                                                    **kw))
 
 
-def _input_grads(model, codes, labels=None):
-    """|d logits[p] / d (embedded input)| for every output position p and input slot s: (L, L).
-    Input slot s holds code s - 1 (slot 0 the start token), so code q enters at slot q + 1 and the
-    last code enters nowhere."""
-    model.eval()
-    store = {}
-
-    def keep(_module, _inp, out):
-        out.retain_grad()
-        store["e"] = out
-
-    n = H * W
-    handle = model.embed.register_forward_hook(keep)
-    try:
-        logits = model(codes[:1].expand(n, H, W), None if labels is None else labels[:1].expand(n))
-        pick = torch.zeros(n, 1, n)
-        pick[torch.arange(n), 0, torch.arange(n)] = 1
-        (logits.flatten(2) * pick).sum().backward()
-    finally:
-        handle.remove()
-    return store["e"].grad.abs().sum(-1)
-
-
 def test_logits_at_each_position_depend_on_every_earlier_code_and_no_other():
     model = _small(num_classes=3)
-    grads = _input_grads(model, torch.randint(0, K, (1, H, W)), torch.tensor([1]))
+    # input slot s holds code s - 1 (slot 0 the start token): code q enters at slot q + 1, the last nowhere
+    grads = embedding_grads(model, torch.randint(0, K, (1, H, W)), torch.tensor([1]))
     for t in range(H * W):
-        codes_seen = grads[t, 1:]          # gradient w.r.t. code q sits at slot q + 1
+        codes_seen = grads[t, 1:]
         assert codes_seen[t:].sum() == 0, f"position {t} sees its own or a later code"
         if t:
             assert (codes_seen[:t] > 0).all(), f"position {t} misses an earlier code"
