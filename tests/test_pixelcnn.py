@@ -137,3 +137,50 @@ def test_dropout_drops_a_share_p_scales_the_rest_and_passes_gradients_through_th
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
     z = torch.ones(4, 4, dtype=torch.bfloat16)
     assert Dropout(p)(z).dtype == torch.bfloat16
+
+
+def test_token_dropout_replaces_a_share_of_the_codes_with_any_code():
+    from helpers.models.pixelcnn import corrupt_codes
+
+    torch.manual_seed(0)
+    codes = torch.zeros(64, 8, 8, dtype=torch.long)
+    assert corrupt_codes(codes, 0.0, K) is codes
+    out = corrupt_codes(codes, 0.3, K)
+    changed = (out != 0).float().mean().item()
+    assert abs(changed - 0.3 * (K - 1) / K) < 0.02               # a replacement may draw the same code
+    assert out.max() == K - 1 and out.min() == 0 and out.dtype == torch.long
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "gated", "transformer", "pixelsnail"])
+def test_token_dropout_corrupts_only_the_training_inputs_never_the_targets_or_evaluation(kind):
+    from helpers.models.pixelsnail import PixelSNAIL, PixelSNAILConfig
+    from helpers.models.transformer import TransformerPrior, TransformerPriorConfig
+
+    def build(share):
+        torch.manual_seed(0)
+        if kind == "transformer":
+            model = TransformerPrior(TransformerPriorConfig(num_codes=K, hidden=16, layers=1, heads=2, dropout=0.0,
+                                                            token_dropout=share))
+        elif kind == "pixelsnail":
+            model = PixelSNAIL(PixelSNAILConfig(num_codes=K, channels=16, blocks=1, res_blocks=1, heads=2,
+                                                head_dim=8, dropout=0.0, token_dropout=share))
+        else:
+            model = _small(kind, token_dropout=share)
+        forward = model.forward
+        model.forward = lambda codes, *rest: (fed.append(codes), forward(codes, *rest))[1]   # what it reads
+        return model
+
+    fed = []
+    codes = torch.randint(0, K, (8, H, W))
+    plain, noisy = build(0.0), build(0.5)
+    plain.eval(), noisy.eval()
+    with torch.no_grad():
+        assert torch.equal(plain.training_step((codes,))[0], noisy.training_step((codes,))[0])
+    assert torch.equal(fed[-1], codes)                             # evaluation reads the codes as they are
+    noisy.train()
+    noisy_loss, _ = noisy.training_step((codes,))
+    assert 0.35 < (fed[-1] != codes).float().mean() < 0.6          # about half the inputs replaced ...
+    plain.train()
+    with torch.no_grad():
+        target_only = plain.training_step((fed[-1],))[0]
+    assert not torch.equal(noisy_loss.detach(), target_only)       # ... and the targets still the true codes

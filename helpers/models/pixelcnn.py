@@ -107,6 +107,17 @@ def prepare_labels(cfg, labels, batch: int, device, training: bool):
     return labels
 
 
+def corrupt_codes(codes: torch.Tensor, share: float, num_codes: int) -> torch.Tensor:
+    """``codes`` with each replaced by a uniformly drawn code with probability ``share``: token
+    dropout, for the inputs of a prior in training (the targets stay the true codes). A code only
+    enters the predictions of the positions after it, so this blurs the context a prediction
+    reads, never its target."""
+    if share <= 0:
+        return codes
+    noise = torch.randint_like(codes, num_codes)
+    return torch.where(torch.rand(codes.shape, device=codes.device) < share, noise, codes)
+
+
 class _Conditioning(nn.Module):
     """Per-layer bias from a category and a style (embeddings) and/or a spatial map (1x1 conv)."""
 
@@ -141,7 +152,8 @@ class _PriorMixin(Configurable):
         codes = batch[0].long()
         labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
         cond = batch[2].float() if len(batch) > 2 else None
-        logits = self(codes, labels, cond).float()
+        inputs = corrupt_codes(codes, self.config.token_dropout, self.config.num_codes) if self.training else codes
+        logits = self(inputs, labels, cond).float()
         nll = F.cross_entropy(logits, codes)   # nats per code
         with torch.no_grad():   # argmax over fp32: ~3x faster on CPU than over bf16
             acc = (logits.argmax(1) == codes).float().mean()
@@ -198,6 +210,7 @@ class PixelCNNConfig:
     label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
     cond_channels: int = 0      # channels of a spatial condition map (0: none)
     dropout: float = 0.0        # dropout inside the residual blocks
+    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
 
 
 class _PixelCNNBlock(nn.Module):
@@ -289,6 +302,7 @@ class GatedPixelCNNConfig:
     label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
     cond_channels: int = 0      # channels of a spatial condition map (0: none)
     dropout: float = 0.0        # dropout on the horizontal stack's residual branch
+    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
 
 
 class GatedLayer(nn.Module):

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import Configurable, register
-from .pixelcnn import Dropout, init_label_embeddings, label_bias, prepare_labels, style_embedding
+from .pixelcnn import Dropout, corrupt_codes, init_label_embeddings, label_bias, prepare_labels, style_embedding
 from .vqvae import ResBlock
 
 
@@ -69,6 +69,7 @@ class PixelSNAILConfig:
     num_classes: int = 0          # categories to condition on (0: unconditional)
     num_styles: int = 0           # styles (the vendor) to condition on as well (0: none; needs categories)
     label_dropout: float = 0.0    # share of training labels replaced by "no category"
+    token_dropout: float = 0.0    # share of input codes replaced by random ones in training (corrupt_codes)
     cond_num_codes: int = 0       # codebook size of the conditioning (top) codes; 0: no spatial condition
     cond_channels: int = 64       # channels of the conditioning ResNet
     cond_res_blocks: int = 2      # its residual blocks
@@ -366,7 +367,8 @@ class PixelSNAIL(Configurable, nn.Module):
             # a batch in another order would otherwise fail deep inside, or train on the wrong input
             raise ValueError("a PixelSNAIL batch is (codes, labels (B,) or (B, 2), cond (B, h, w) or its map), "
                              f"got shapes {[None if t is None else tuple(t.shape) for t in batch]}")
-        logits = self(codes, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
+        inputs = corrupt_codes(codes, self.config.token_dropout, self.config.num_codes) if self.training else codes
+        logits = self(inputs, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
         nll = F.cross_entropy(logits, codes.reshape(-1))
         with torch.no_grad():   # argmax over fp32 rows: ~3x faster on CPU than over bf16 ones
             acc = (logits.argmax(1) == codes.reshape(-1)).float().mean()

@@ -44,6 +44,7 @@ class TransformerPriorConfig:
     num_classes: int = 0        # categories to condition on (0: unconditional)
     num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
     label_dropout: float = 0.0  # share of training labels replaced by "none" (then labels=None works)
+    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
 
 
 class _Block(nn.Module):
