@@ -444,22 +444,23 @@ class WeightAverage:
         torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
 
     @torch.no_grad()
+    def _put(self, tensors: Sequence[torch.Tensor]) -> None:
+        for p, t in zip(self.params, tensors):
+            p.copy_(t)
+
     def copy_to_model(self) -> None:
-        for p, a in zip(self.params, self.shadow):
-            p.copy_(a)
+        self._put(self.shadow)
 
     @contextmanager
     def applied(self):
         """The average in the model's parameters for the block, the model's own weights after it."""
         own = [p.detach().clone() for p in self.params]
-        self.copy_to_model()
+        self._put(self.shadow)
         self.in_model = True
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, w in zip(self.params, own):
-                    p.copy_(w)
+            self._put(own)
             self.in_model = False
 
     def state(self) -> list[torch.Tensor]:
