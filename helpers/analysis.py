@@ -290,5 +290,7 @@ def recognisable_rows(prior_metrics: dict[str, dict]) -> list[dict]:
                 rows.append({"prior": f"{name} ({stage})", "fid": v["fid"], "fid / floor": v["fid"] / m["fid_floor"],
                              "recognisable share": v.get("recognisable_share"),
                              "samples in their category": v.get("sample_accuracy"),
-                             "real val in their category": v.get("real_val_accuracy")})
+                             "real val in their category": v.get("real_val_accuracy"),
+                             **({"sub-category recognisable share": v["subcategory_recognisable_share"]}
+                                if "subcategory_recognisable_share" in v else {})})
     return rows

@@ -12,13 +12,14 @@ dataset it claims to come from with :meth:`check`, naming the notebook to run ag
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from . import paths
 from .checkpoints import atomic_save, safe_load
+from .data.dataset import LABELS, subcategory_parents
 
 
 class StaleArtifactError(RuntimeError):
@@ -64,7 +65,10 @@ class CodeGrids:
     """The code grids of one autoencoder: ``codes[level]`` is (N, h, w) long, one row per image of
     the dataset (levels ``"codes"`` for a VQ-VAE, ``"top"`` and ``"bottom"`` for a VQ-VAE-2), and
     ``augmented[level]`` the codes of the train images' mirrored and shifted copies, copy after
-    copy (each copy in train order). Priors train on grids only, never on images."""
+    copy (each copy in train order). Priors train on grids only, never on images.
+
+    ``label`` says which classes :meth:`labels` gives, the priors' condition: the category, or the
+    sub-category (:meth:`with_label`); :meth:`to_category` maps either back to categories."""
 
     KIND = "code_grids"
 
@@ -73,6 +77,8 @@ class CodeGrids:
     augmented: dict[str, torch.Tensor]
     category: torch.Tensor
     category_names: list[str]
+    subcategory: torch.Tensor
+    subcategory_names: list[str]
     vendor: torch.Tensor          # each image's vendor: the style a prior may be conditioned on
     vendor_names: list[str]
     train_idx: torch.Tensor
@@ -80,6 +86,7 @@ class CodeGrids:
     fingerprint: str
     producer: str
     autoencoder_step: int
+    label: str = "category"       # what labels() gives: one of helpers.data.LABELS
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -94,9 +101,52 @@ class CodeGrids:
         """The grids a prior of ``level`` trains on: the train images' codes, then their copies'."""
         return torch.cat([self.codes[level][self.train_idx], self.augmented.get(level, self.codes[level][:0])])
 
+    def with_label(self, label: str) -> "CodeGrids":
+        """These grids with priors conditioned on ``label``: "category" or "subcategory"."""
+        if label not in LABELS:
+            raise ValueError(f"unknown label {label!r}; choose one of {list(LABELS)}")
+        return replace(self, label=label)
+
+    @property
+    def classes(self) -> torch.Tensor:
+        """Each image's class under :attr:`label`."""
+        return self.subcategory if self.label == "subcategory" else self.category
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.subcategory_names if self.label == "subcategory" else self.category_names
+
     def labels(self, rows: torch.Tensor, style: bool = False) -> torch.Tensor:
-        """The categories of ``rows`` (images), or with ``style`` (n, 2) category and vendor."""
-        return torch.stack([self.category[rows], self.vendor[rows]], 1) if style else self.category[rows]
+        """The classes of ``rows`` (images), or with ``style`` (n, 2) class and vendor."""
+        return torch.stack([self.classes[rows], self.vendor[rows]], 1) if style else self.classes[rows]
+
+    def to_category(self, labels: torch.Tensor) -> torch.Tensor:
+        """The categories of class ``labels`` (or of the first column of (n, 2) class and style
+        labels; the style is kept): what the GAN-test's category classifier is scored against."""
+        if self.label == "category":
+            return labels
+        parents = subcategory_parents(self.subcategory, self.category, len(self.subcategory_names))
+        out = labels.clone()
+        if out.ndim == 2:
+            out[:, 0] = parents[out[:, 0]]
+        else:
+            out = parents[out]
+        return out
+
+    def category_rows(self, per_category: int, seed: int = 0) -> torch.Tensor:
+        """``per_category`` class labels for each category in turn: the category itself, or
+        sub-categories of it drawn as often as the train images show them (seeded)."""
+        if self.label == "category":
+            return torch.arange(len(self.category_names)).repeat_interleave(per_category)
+        generator = torch.Generator().manual_seed(seed)
+        rows = []
+        for c in range(len(self.category_names)):
+            pool = self.subcategory[self.train_idx][self.category[self.train_idx] == c]
+            if len(pool) == 0:   # a category only val shows: any of its sub-categories
+                pool = torch.unique(self.subcategory[self.category == c])
+            counts = torch.bincount(pool, minlength=len(self.subcategory_names)).float()
+            rows.append(torch.multinomial(counts, per_category, replacement=True, generator=generator))
+        return torch.cat(rows)
 
     def fit_labels(self, style: bool = False) -> torch.Tensor:
         """The labels of every row of :meth:`fit` (a copy has its original's)."""
@@ -112,7 +162,8 @@ class CodeGrids:
     def __str__(self) -> str:
         levels = ", ".join(f"{level} {tuple(c.shape[1:])} of K = {self.num_codes[level]}" for level, c in self.codes.items())
         return (f"{len(self.train_idx)} train / {len(self.val_idx)} val code grids ({levels}), "
-                f"{len(self.category_names)} categories, {len(self.vendor_names)} vendors; "
+                f"{len(self.category_names)} categories ({len(self.subcategory_names)} sub-categories), "
+                f"{len(self.vendor_names)} vendors, priors conditioned on the {self.label}; "
                 f"priors train on {len(self.fit_labels())} grids "
                 f"(the train images' and {self.copies} augmented copies of each)")
 
@@ -122,10 +173,10 @@ class CodeGrids:
     @classmethod
     def load(cls, path: str | Path, producer: str = "the notebook that wrote it") -> "CodeGrids":
         d = _load(Path(path), cls.KIND, producer)
-        missing = [f.name for f in fields(cls) if f.name not in d]
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
         if missing:
             raise StaleArtifactError(f"{path} has no {', '.join(missing)} (an older format): run {producer} again")
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def check(self, ds) -> "CodeGrids":
         """Itself, if it was made from dataset ``ds``; else stop with the notebook to run again."""
@@ -185,6 +236,11 @@ def load_model(profile: str, name: str, ds, device=None) -> tuple[torch.nn.Modul
     with torch.random.fork_rng(devices=[]):   # building draws initial weights: loading leaves the seeded stream alone
         model = build_model(ckpt, pick_device() if device is None else device).eval()
     return model, ckpt
+
+
+def conditioned_on(ckpt: dict) -> str:
+    """What a prior checkpoint's class labels are (02 and 04 record it): "category" or "subcategory"."""
+    return ckpt.get("extra", {}).get("label", "category")
 
 
 def load_grids(profile: str, name: str, ds) -> CodeGrids:

@@ -26,6 +26,7 @@ MEASURES = {
     "pixelsnail_top": ("nll", False), "pixelsnail_bottom": ("nll", False),
     "pixelcnn_top": ("nll", False), "pixelcnn_bottom": ("nll", False),
     "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),
+    "classifier32_subcategory": ("acc", True), "classifier64_subcategory": ("acc", True),
 }
 # figures that set the val curves of models of one task side by side
 GROUPS = {

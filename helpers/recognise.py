@@ -5,7 +5,9 @@ FID says how far two distributions are; a user asks "is this a cat?". Following 
 train images (:class:`helpers.models.classifier.EmojiClassifier`, checkpointed like every
 model); its accuracy on the real val images is the reference, and the **recognisable share**
 of a set of category-conditioned samples is the share it assigns to the category they were
-drawn for, over that reference (1.0: as recognisable as unseen real emojis).
+drawn for, over that reference (1.0: as recognisable as unseen real emojis). Priors conditioned
+on sub-categories are scored on the category of theirs, and by a second classifier, of the
+sub-category, on the finer task as well.
 """
 
 from __future__ import annotations
@@ -23,18 +25,25 @@ def classifier_config(profile) -> TrainConfig:
                        curve_every=profile.curve_every)
 
 
-def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, device=None) -> EmojiClassifier:
-    """Train (or resume, or load) the category classifier of ``size`` px images of dataset ``ds``:
-    ``artifacts/<profile>/classifier<size>.pt``. It draws its random numbers (first weights,
-    batches, augmentation) from ``config.seed`` alone, not from what ran before it in the process:
-    the same classifier whichever priors a notebook fits first."""
+def checkpoint_name(size: int, label: str = "category") -> str:
+    """``classifier32`` (the category at 32 px), ``classifier64_subcategory``, ..."""
+    return f"classifier{size}" if label == "category" else f"classifier{size}_{label}"
+
+
+def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, label: str = "category",
+                   device=None) -> EmojiClassifier:
+    """Train (or resume, or load) the classifier of the ``label`` ("category" or "subcategory") of
+    ``size`` px images of dataset ``ds``: ``artifacts/<profile>/<checkpoint_name>.pt``. It draws
+    its random numbers (first weights, batches, augmentation) from ``config.seed`` alone, not from
+    what ran before it in the process: the same classifier whichever priors a notebook fits first."""
+    classes, names = ds.classes(label)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        model = EmojiClassifier(ClassifierConfig(num_classes=len(ds.category_names), image_size=size))
-        train = (ds.images(size, "train"), ds.category[ds.rows("train")])
-        val = (ds.images(size, "val"), ds.category[ds.rows("val")])
-        trainer = Trainer(model, train, val, config, paths.checkpoint_path(profile, f"classifier{size}"),
-                          data_fingerprint=ds.fingerprint, extra={"image_size": size}, device=device)
+        model = EmojiClassifier(ClassifierConfig(num_classes=len(names), image_size=size))
+        train = (ds.images(size, "train"), classes[ds.rows("train")])
+        val = (ds.images(size, "val"), classes[ds.rows("val")])
+        trainer = Trainer(model, train, val, config, paths.checkpoint_path(profile, checkpoint_name(size, label)),
+                          data_fingerprint=ds.fingerprint, extra={"image_size": size, "label": label}, device=device)
         return trainer.run()
 
 
@@ -47,10 +56,10 @@ def accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor)
     return float((model.predict(images).cpu() == labels.cpu()).float().mean())
 
 
-def real_val_accuracy(model: EmojiClassifier, ds) -> float:
+def real_val_accuracy(model: EmojiClassifier, ds, label: str = "category") -> float:
     """The reference: the classifier's accuracy on the real val images (emojis it never saw)."""
     size = model.config.image_size
-    return accuracy(model, ds.images(size, "val"), ds.category[ds.rows("val")])
+    return accuracy(model, ds.images(size, "val"), ds.classes(label)[0][ds.rows("val")])
 
 
 def recognisable(model: EmojiClassifier, samples: torch.Tensor, labels: torch.Tensor, reference: float) -> dict:

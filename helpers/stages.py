@@ -149,7 +149,8 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
     augmented = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
     fit.grids = CodeGrids(codes=codes, num_codes=levels, augmented=augmented, category=ds.category,
-                          category_names=list(ds.category_names), vendor=ds.vendor,
+                          category_names=list(ds.category_names), subcategory=ds.subcategory,
+                          subcategory_names=list(ds.subcategory_names), vendor=ds.vendor,
                           vendor_names=list(ds.vendor_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
                           fingerprint=ds.fingerprint, producer=producer, autoencoder_step=trainer.step)
     return fit
@@ -200,13 +201,15 @@ class PriorFamily:
 
 @dataclass
 class PriorFit:
-    """A trained family: its priors and trainers per level, the settings scored on val and the
-    one chosen, its FID samples and its metrics (one object of the metrics file)."""
+    """A trained family: its priors and trainers per level, the grids it trained on (whose
+    ``label`` its classes are), the settings scored on val and the one chosen, its FID samples and
+    its metrics (one object of the metrics file)."""
 
     family: PriorFamily
     priors: dict[str, torch.nn.Module]
     trainers: dict[str, Trainer]
     autoencoder: torch.nn.Module
+    grids: CodeGrids
     scored: list[dict] = field(default_factory=list)
     setting: SamplingSetting = SamplingSetting()
     samples: SampleSet | None = None
@@ -291,11 +294,11 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
                 prior, _level_data(grids, family, level, "fit", styled(prior)),
                 _level_data(grids, family, level, "val", styled(prior)),
                 configs[name], paths.checkpoint_path(profile.name, name), data_fingerprint=ds.fingerprint,
-                extra={"autoencoder_step": grids.autoencoder_step})
+                extra={"autoencoder_step": grids.autoencoder_step, "label": grids.label})
             priors[level] = t.run().eval()
             print(f"{name}: {t.step} steps ({t.epoch} epochs), {t.seconds / 60:.1f} min, "
                   f"best val NLL {t.best_val:.3f} nats/code")
-        fits[family.name] = PriorFit(family, priors, trainers, autoencoder)
+        fits[family.name] = PriorFit(family, priors, trainers, autoencoder, grids)
 
     val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
     n_choose = max(8, profile.n_samples // 10)
@@ -306,8 +309,10 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
                                     cond_fn=fit.family.cond_fn)
         fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, max_blank))
 
-    judge = recognise.fit_classifier(ds, size, profile.name, recognise.classifier_config(profile))
-    reference = recognise.real_val_accuracy(judge, ds)
+    judges = {}   # label -> (classifier, its real val accuracy): the category's, and the priors' own label's
+    for label in dict.fromkeys(["category", grids.label]):
+        judge = recognise.fit_classifier(ds, size, profile.name, recognise.classifier_config(profile), label=label)
+        judges[label] = judge, recognise.real_val_accuracy(judge, ds, label)
 
     _, real_train = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
     train_stats = fid_statistics(real_train)
@@ -324,16 +329,27 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
         fit.samples.save(paths.samples_path(profile.name, name, size))
         fit.metrics = {**_training_metrics(grids, fit.trainers),
                        **generation_metrics(fake_features, real_train, real_stats=train_stats),
-                       **recognise.recognisable(judge, fakes, labels, reference),
+                       **_recognised(judges, grids, fakes, labels),
                        "n_samples": profile.n_samples, "sampling": fit.setting.as_dict()}
         metrics[name] = fit.metrics
     extra = {"val_nll": "nats per code, both levels weighted by their code counts"} \
         if any(len(f.builders) > 1 for f in families) else {}
     metrics_protocol = protocol(ds, profile, size, n_samples=profile.n_samples, reference="train images",
                                 n_reference=len(real_train), n_val_reference=len(real_val),
-                                fid_network=FID_NETWORK, **extra)
+                                fid_network=FID_NETWORK, conditioned_on=grids.label, **extra)
     save_metrics(profile.name, stage, metrics, metrics_protocol)
     return fits, metrics
+
+
+def _recognised(judges: dict, grids: CodeGrids, fakes: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The GAN-test of samples drawn for ``labels`` (the grids' classes): on their categories, and,
+    when the priors' label is finer, on it too (``subcategory_recognisable_share``, ...)."""
+    judge, reference = judges["category"]
+    out = recognise.recognisable(judge, fakes, grids.to_category(labels), reference)
+    if grids.label != "category":
+        judge, reference = judges[grids.label]
+        out.update({f"{grids.label}_{k}": v for k, v in recognise.recognisable(judge, fakes, labels, reference).items()})
+    return out
 
 
 def _training_metrics(grids: CodeGrids, trainers: dict[str, Trainer]) -> dict:
@@ -375,7 +391,8 @@ def settings_table(fits: dict[str, PriorFit]):
 
 def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *, nrow: int = 16,
                  per_category: int = 8) -> None:
-    """Per family: 16 samples without a category, then ``per_category`` per category, each over its
+    """Per family: 16 samples without a category, then ``per_category`` per category (for a prior
+    conditioned on sub-categories, sub-categories of it as often as in train), each over its
     pixel-nearest train image (new, or a copy?), with the chosen setting; the second is saved as
     ``figures/<family>_samples_per_category.png``."""
     from . import analysis, viz
@@ -383,7 +400,7 @@ def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *,
     pool = ds.images(size, "train")
     for name, fit in fits.items():
         viz.image_grid(fit.sample(16, seed=2), nrow=nrow, title=f"{name}: unconditional samples ({fit.setting})")
-        per_class = torch.arange(len(ds.category_names)).repeat_interleave(per_category)
+        per_class = fit.grids.category_rows(per_category, seed=3)
         rows = fit.sample(len(per_class), labels=per_class, seed=3)
         fig = viz.beside_nearest(rows, pool[analysis.nearest_train(rows, pool)], ds.category_names,
                                  title=f"{name}: {per_category} samples per category, each over its nearest train image")
@@ -398,7 +415,7 @@ def show_styles(fit: PriorFit, name: str, ds, profile_name: str, n: int = 8) -> 
     from . import viz
 
     categories = torch.randperm(len(ds.category_names), generator=torch.Generator().manual_seed(5))
-    categories = categories.repeat(n // len(categories) + 1)[:n]
+    categories = fit.grids.category_rows(1, seed=5)[categories.repeat(n // len(categories) + 1)[:n]]
     labels = torch.stack([categories.repeat(len(ds.vendor_names)),
                           torch.arange(len(ds.vendor_names)).repeat_interleave(n)], 1)
     fig = viz.image_grid(fit.sample(len(labels), labels=labels, seed=6), nrow=n,

@@ -304,7 +304,9 @@ class Trainer:
             sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch))
         else:
             sampler = SequentialSampler(data)
-        return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=train)
+        # the last short batch is dropped, unless it is the only one (fewer examples than a batch)
+        drop_last = train and len(data) >= cfg.batch_size
+        return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last)
 
     def _prepare(self, batch: Sequence[torch.Tensor]) -> tuple:
         out = []

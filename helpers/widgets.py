@@ -107,23 +107,27 @@ def draw_samples(sources: dict, name: str, *, temperature: float = 1.0, top_k: i
                          progress=False, cond_fn=rest[0] if rest else None)
 
 
-def sampler_explorer(sources: dict, category_names: Sequence[str], *, style_names: Sequence[str] = (), n: int = 16,
-                     seed: int = 0, max_top_k: int = 512, static: bool | None = None):
+def sampler_explorer(sources: dict, category_names: Sequence[str] | dict, *, style_names: Sequence[str] = (),
+                     n: int = 16, seed: int = 0, max_top_k: int = 512, static: bool | None = None):
     """Choose the prior, temperature, top-k (0 = off), guidance (with a category) and category,
     and with ``style_names`` (the vendors), when a prior is conditioned on it, the style; "draw"
-    samples a fresh grid (a new seed per click). Static: ``n`` unconditional samples of the first
-    prior at T = 1."""
+    samples a fresh grid (a new seed per click). ``category_names``: the class names of every
+    prior, or {prior: its class names} when they differ (categories for one, sub-categories for
+    another). Static: ``n`` unconditional samples of the first prior at T = 1."""
     import ipywidgets as widgets
 
     from .sampling import styled
 
     names = list(sources)
+    classes = category_names if isinstance(category_names, dict) else {name: category_names for name in names}
+    options = lambda name: [("any", None)] + [(c, i) for i, c in enumerate(classes[name])]
     prior = widgets.Dropdown(options=names, value=names[0], description="prior")
     temperature = widgets.FloatSlider(value=1.0, min=0.3, max=1.5, step=0.05, description="temperature")
     top_k = widgets.IntSlider(value=0, min=0, max=max_top_k, step=1, description="top-k (0: off)")
     guidance = widgets.FloatSlider(value=1.0, min=0.0, max=5.0, step=0.25, description="guidance")
-    category = widgets.Dropdown(options=[("any", None)] + [(c, i) for i, c in enumerate(category_names)],
-                                value=None, description="category")
+    category = widgets.Dropdown(options=options(names[0]), value=None, description="category")
+    # registered before the explorer's redraw, so a new prior's classes are in place when it draws
+    prior.observe(lambda change: setattr(category, "options", options(change["new"])), names="value")
     style = widgets.Dropdown(options=[("any", None)] + [(v, i) for i, v in enumerate(style_names)],
                              value=None, description="style")
     draw = widgets.Button(description="draw", button_style="primary")
@@ -134,7 +138,7 @@ def sampler_explorer(sources: dict, category_names: Sequence[str], *, style_name
         cat, sty = category.value, style.value
         images = draw_samples(sources, prior.value, temperature=temperature.value, top_k=top_k.value,
                               guidance=guidance.value, category=cat, style=sty, n=n, seed=state["seed"])
-        what = "any category" if cat is None else f"{category_names[cat]}, guidance {guidance.value:.2f}"
+        what = "any category" if cat is None else f"{classes[prior.value][cat]}, guidance {guidance.value:.2f}"
         what += "" if sty is None or not styled(sources[prior.value][0]) else f", {style_names[sty]} style"
         return viz.image_grid(images, nrow=min(n, 8), title=f"{prior.value}: T = {temperature.value:.2f}, "
                               f"top-k = {top_k.value or 'off'}, {what} (seed {state['seed']})")

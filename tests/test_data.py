@@ -33,16 +33,16 @@ TEST_PROFILE = dataclasses.replace(get_profile("smoke"), name="test", max_emojis
 # file names), a keycap (leading zeros), and an emoji obsoleted by a gendered one.
 CATALOG = [
     {"unified": "1F600", "short_name": "grinning", "name": "GRINNING FACE",
-     "category": "Smileys & Emotion", "sort_order": 1},
+     "category": "Smileys & Emotion", "subcategory": "face-smiling", "sort_order": 1},
     {"unified": "270C-FE0F", "non_qualified": "270C", "short_name": "v", "name": "VICTORY HAND",
-     "category": "People & Body", "sort_order": 2,
+     "category": "People & Body", "subcategory": "hand-fingers-partial", "sort_order": 2,
      "skin_variations": {t: {"unified": f"270C-{t}"} for t in ("1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF")}},
     {"unified": "0023-FE0F-20E3", "non_qualified": "0023-20E3", "short_name": "hash", "name": "HASH KEY",
      "category": "Symbols", "sort_order": 3},
     {"unified": "1F3C3", "short_name": "runner", "name": "RUNNER", "category": "People & Body",
      "sort_order": 4, "obsoleted_by": "1F3C3-200D-2642-FE0F"},
     {"unified": "1F3C3-200D-2642-FE0F", "short_name": "man-running", "name": "MAN RUNNING",
-     "category": "People & Body", "sort_order": 5, "obsoletes": "1F3C3"},
+     "category": "People & Body", "subcategory": "person-activity", "sort_order": 5, "obsoletes": "1F3C3"},
     {"unified": "1F680", "short_name": "rocket", "name": "ROCKET", "category": "Travel & Places",
      "sort_order": 6},
 ]
@@ -255,6 +255,13 @@ def test_build_from_pinned_tarballs_labels_and_sizes(project):
     # Transparent corners of the SVG are white after compositing.
     assert (d["images128"][:, :, 0, 0] == 255).all()
     assert "victory hand: dark skin tone" in d["names"]
+    # Sub-categories from the catalogue (a skin tone keeps its base's; none given: "unknown"), each in one category.
+    assert d["subcategory_names"] == ["face-smiling", "hand-fingers-partial", "person-activity", "unknown"]
+    sub_of = {code: d["subcategory_names"][s] for code, s in zip(d["codes"], d["subcategory"].tolist())}
+    assert sub_of["270C-1F3FF"] == "hand-fingers-partial" and sub_of["1F680"] == "unknown"
+    parents = data.subcategory_parents(d["subcategory"], d["category"], len(d["subcategory_names"]))
+    assert [d["category_names"][c] for c in parents[:3].tolist()] == ["Smileys & Emotion", "People & Body",
+                                                                       "People & Body"]
     assert d["sources"] == ["npm:@twemoji/svg@1.0.0", "npm:emoji-datasource-google@1.0.0"]
     assert len(d["fingerprint"]) == 64 and d["seed"] == TEST_PROFILE.seed
     assert not (project / "raw" / "google-1.0.0" / "package" / "img" / "google" / "sheets").exists()
@@ -456,7 +463,7 @@ def test_folder_source_skips_bad_files_in_one_warning(project):
 
     d = torch.load(out, weights_only=True)
     assert sorted(d["identity_names"]) == ["anim", "emoji0", "emoji1", "gray16"]
-    assert d["category_names"] == ["unknown"]
+    assert d["category_names"] == ["unknown"] and d["subcategory_names"] == ["unknown"]
     anim = d["codes"].index("anim")
     assert d["images32"][anim, :, 16, 16].tolist() == [255, 0, 0]     # the first frame
     # 128 px only for images that have that many pixels (the 200 px ones).

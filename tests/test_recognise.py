@@ -34,6 +34,10 @@ def _toy_dataset(n_per_class=48, size=32):
         fingerprint = "toy"
         category = labels
 
+        def classes(self, label="category"):
+            # one sub-category per category, named apart: what the classifier is told to learn
+            return self.category, (self.category_names if label == "category" else ["red disc", "blue square"])
+
         def rows(self, split):
             return train_idx if split == "train" else val_idx
 
@@ -66,6 +70,10 @@ def test_fitted_classifier_recognises_its_categories_and_is_checkpointed(tmp_pat
     assert recognise.recognisable(model, images, 1 - labels, reference)["recognisable_share"] <= 0.2
     ckpt = load_checkpoint(paths.checkpoint_path("test", "classifier32"))
     assert torch.equal(build_model(ckpt).predict(images), model.predict(images))
+    assert ckpt["extra"]["label"] == "category"
+    finer = recognise.fit_classifier(ds, 32, "test", dataclasses.replace(config, epochs=1), label="subcategory")
+    ckpt = load_checkpoint(paths.checkpoint_path("test", "classifier32_subcategory"))   # a checkpoint of its own
+    assert ckpt["extra"]["label"] == "subcategory" and ckpt["step"] < 20 and finer.config.num_classes == 2
 
 
 def test_recognisable_needs_matching_labels_and_a_positive_reference():

@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import artifacts, paths, stages
+from helpers import artifacts, paths, recognise, references, results, stages
 from helpers.artifacts import CodeGrids, SampleSet, SamplingSetting, StaleArtifactError
 from helpers.autoencode import encode_all
-from helpers.checkpoints import atomic_save
+from helpers.checkpoints import atomic_save, load_checkpoint
+from helpers.models.pixelcnn import PixelCNN, PixelCNNConfig
 from helpers.models.vqvae import VQVAE
 from helpers.profiles import get_profile
 from helpers.runtime import seed_everything
@@ -24,15 +25,23 @@ class ToyDataset:
         self._images = {32: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)}
         self.category = torch.arange(n) % 3
         self.category_names = ["a", "b", "c"]
+        self.subcategory = torch.arange(n) % 6     # sub-category s lies in category s % 3
+        self.subcategory_names = ["a1", "b1", "c1", "a2", "b2", "c2"]
         self.vendor = torch.arange(n) % 2
         self.vendor_names = ["v0", "v1"]
         self.train_idx, self.val_idx = torch.arange(n_val, n), torch.arange(n_val)
         self.split = "identity"
         self.fingerprint = fingerprint
 
+    def rows(self, split=None):
+        return {"train": self.train_idx, "val": self.val_idx, None: torch.arange(len(self.category))}[split]
+
     def images(self, size, split=None):
-        rows = {"train": self.train_idx, "val": self.val_idx, None: torch.arange(len(self.category))}[split]
-        return self._images[size][rows]
+        return self._images[size][self.rows(split)]
+
+    def classes(self, label="category"):
+        return (self.subcategory, self.subcategory_names) if label == "subcategory" \
+            else (self.category, self.category_names)
 
 
 def _grids(copies=2, fingerprint="toy"):
@@ -40,7 +49,8 @@ def _grids(copies=2, fingerprint="toy"):
     codes = {"codes": torch.arange(n * 4).reshape(n, 2, 2)}
     augmented = {"codes": 1000 + torch.arange(copies * n_train * 4).reshape(copies * n_train, 2, 2)} if copies else {}
     return CodeGrids(codes=codes, num_codes={"codes": 2000}, augmented=augmented, category=torch.arange(n) % 3,
-                     category_names=["a", "b", "c"], vendor=torch.arange(n) % 2, vendor_names=["v0", "v1"],
+                     category_names=["a", "b", "c"], subcategory=torch.arange(n) % 6,   # s lies in category s % 3
+                     subcategory_names=["a1", "b1", "c1", "a2", "b2", "c2"], vendor=torch.arange(n) % 2, vendor_names=["v0", "v1"],
                      train_idx=torch.arange(4, n), val_idx=torch.arange(4),
                      fingerprint=fingerprint, producer="01_vqvae", autoencoder_step=7)
 
@@ -58,6 +68,26 @@ def test_code_grids_train_rows_are_the_train_codes_then_each_copy_with_their_lab
     assert torch.equal(styled[6:12, 1], g.vendor[g.train_idx]) and torch.equal(g.val_labels(True)[:, 1], g.vendor[:4])
     plain = _grids(copies=0)
     assert plain.copies == 0 and torch.equal(plain.fit("codes"), plain.codes["codes"][plain.train_idx])
+
+
+def test_code_grids_condition_on_sub_categories_and_map_them_back_to_categories():
+    g = _grids(copies=1)
+    assert g.label == "category" and g.class_names == ["a", "b", "c"]
+    sub = g.with_label("subcategory")
+    assert g.label == "category" and sub.class_names == g.subcategory_names     # a copy: g is unchanged
+    assert torch.equal(sub.fit_labels(), (torch.arange(4, 10) % 6).repeat(2))   # a copy keeps its original's
+    assert torch.equal(sub.val_labels(style=True), torch.stack([torch.arange(4), torch.arange(4) % 2], 1))
+    assert torch.equal(sub.to_category(torch.tensor([0, 4, 5, 3])), torch.tensor([0, 1, 2, 0]))
+    assert torch.equal(sub.to_category(torch.tensor([[5, 1], [3, 0]])), torch.tensor([[2, 1], [0, 0]]))
+    assert torch.equal(g.to_category(torch.tensor([2, 1])), torch.tensor([2, 1]))
+    assert torch.equal(g.category_rows(2), torch.tensor([0, 0, 1, 1, 2, 2]))
+    rows = sub.category_rows(50, seed=1)              # sub-categories of each category in turn, as in train
+    assert torch.equal(sub.to_category(rows), torch.arange(3).repeat_interleave(50))
+    assert set(rows[:50].tolist()) == {0, 3} and torch.equal(rows, sub.category_rows(50, seed=1))
+    only_val = dataclasses.replace(sub, train_idx=torch.tensor([1, 2, 4, 5, 7, 8]))   # no category 0 in train
+    assert set(only_val.category_rows(20)[:20].tolist()) <= {0, 3}
+    with pytest.raises(ValueError, match="unknown label 'vendor'"):
+        g.with_label("vendor")
 
 
 def test_code_grids_round_trip_and_refuse_another_dataset_or_format(tmp_path):
@@ -145,7 +175,7 @@ def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
     n, n_train = 6, 4
     grids = CodeGrids(codes={"top": torch.randint(0, 4, (n, 2, 2)), "bottom": torch.randint(0, 4, (n, 4, 4))},
                       num_codes={"top": 4, "bottom": 4}, augmented={}, category=torch.arange(n) % 2,
-                      category_names=["a", "b"], vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"],
+                      category_names=["a", "b"], subcategory=torch.arange(n) % 2, subcategory_names=["a1", "b1"], vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"],
                       train_idx=torch.arange(2, n), val_idx=torch.arange(2),
                       fingerprint="toy", producer="03_vqvae2", autoencoder_step=1)
     snail = stages.PriorFamily("pixelsnail", {})
@@ -181,3 +211,43 @@ def test_train_configs_give_every_model_its_steps_and_one_or_its_own_learning_ra
     assert [(c.max_steps, c.lr) for c in own.values()] == [(5, 1e-3), (7, 6e-3)]
     with pytest.raises(KeyError):
         stages.train_configs({"a": 5, "c": 7}, profile, lr={"a": 1e-3})
+
+
+def _colour_features(images, *_, **__):
+    """A stand-in for the Inception network: each channel's mean and a few pixels of every image."""
+    x = images.float().flatten(2) / 255
+    return torch.cat([x.mean(2), x[:, :, :5].flatten(1)], 1)
+
+
+def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_categories(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    import helpers.metrics.generation as generation
+    for module in (stages, generation):
+        monkeypatch.setattr(module, "inception_features", _colour_features)
+    monkeypatch.setattr(stages, "cached_features", _colour_features)
+    monkeypatch.setattr(references, "reference", lambda ds, size, split, *_: (ds.images(size, split),
+                                                                               _colour_features(ds.images(size, split))))
+    judged = []
+    real_recognisable = recognise.recognisable
+    monkeypatch.setattr(recognise, "recognisable", lambda m, x, y, ref: judged.append((m, y)) or real_recognisable(m, x, y, ref))
+    ds, profile = ToyDataset(), get_profile("smoke")
+    seed_everything(0)
+    config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
+    vqvae = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
+    grids = stages.fit_autoencoder(vqvae, ds, name="vqvae", size=32, config=config, profile=profile,
+                                   producer="01_vqvae").grids.with_label("subcategory")
+    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
+        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    fits, metrics = stages.fit_priors([family], grids, vqvae, ds, configs={"pixelcnn": config},
+                                      settings=[SamplingSetting()], profile=profile, size=32,
+                                      stage="prior_vqvae", producer="02_pixelcnn")
+    m = metrics["pixelcnn"]
+    assert {"recognisable_share", "subcategory_recognisable_share", "subcategory_real_val_accuracy"} <= set(m)
+    drawn = fits["pixelcnn"].samples.labels                       # drawn for sub-categories, as in train
+    assert drawn.max() >= 3 and set(drawn.tolist()) <= set(ds.subcategory[ds.train_idx].tolist())
+    (coarse, on_categories), (fine, on_subcategories) = judged
+    assert torch.equal(on_categories, drawn % 3) and torch.equal(on_subcategories, drawn)   # s lies in s % 3
+    assert (coarse.config.num_classes, fine.config.num_classes) == (3, 6)
+    assert load_checkpoint(paths.checkpoint_path("smoke", "pixelcnn"))["extra"]["label"] == "subcategory"
+    assert load_checkpoint(paths.checkpoint_path("smoke", "classifier32_subcategory"))["extra"]["label"] == "subcategory"
+    assert results.load_metrics("smoke", "prior_vqvae")["protocol"]["conditioned_on"] == "subcategory"

@@ -239,6 +239,15 @@ def test_the_budget_is_optimizer_steps_and_may_end_mid_epoch(tmp_path):
         Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=None))
 
 
+def test_fewer_examples_than_a_batch_train_one_short_batch_a_step(tmp_path):
+    torch.manual_seed(0)
+    (x, y), val = data()
+    trainer = Trainer(TinyRegressor(TinyConfig()), (x[:20], y[:20]), val, config(epochs=None, max_steps=3),
+                      tmp_path / "m.pt")                   # 20 examples, batches of 32
+    trainer.run()
+    assert trainer.step == 3 and trainer.epoch == 3 and len(trainer.history["train_loss"]) == 3
+
+
 def test_a_slow_machine_trains_the_identical_model(tmp_path):
     """The same steps and seed give the same weights whatever the speed: a callback that sleeps
     after every epoch stands in for a slow or busy CPU."""

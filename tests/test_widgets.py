@@ -57,6 +57,20 @@ def test_sampler_callback_and_explorer(models):
     assert any(getattr(c, "description", "") == "guidance" for c in controls)
 
 
+def test_the_sampler_offers_each_prior_its_own_classes(models):
+    vq, prior = models
+    box = w.sampler_explorer({"coarse": (prior, vq), "fine": (prior, vq)},
+                             {"coarse": ["a", "b", "c"], "fine": ["a1", "a2", "b1"]}, n=4, static=False)
+    chooser, category = (next(c for c in box.children[0].children if getattr(c, "description", "") == d)
+                         for d in ("prior", "category"))
+    assert [label for label, _ in category.options] == ["any", "a", "b", "c"]
+    chooser.value = "fine"                                    # the classes follow the chosen prior
+    assert [label for label, _ in category.options] == ["any", "a1", "a2", "b1"]
+    category.value = 1
+    next(c for c in box.children[0].children if isinstance(c, widgets.Button)).click()
+    assert "a2, guidance" in box.figure.axes[0].get_title()
+
+
 def test_the_sampler_draws_the_chosen_style_from_a_prior_conditioned_on_the_vendor(models):
     vq, _ = models
     torch.manual_seed(0)

@@ -17,8 +17,8 @@ them without importing this package.
 
 from .build import Item, build_dataset, dataset_is_current, decode_item, folder_digest, npm_items
 from .catalog import UNKNOWN_CATEGORY, Emoji, load_catalog, normalize_code
-from .dataset import (FORMAT_VERSION, EmojiDataset, aligned_samples, counts, framing_table, load_dataset,
-                      size_ladder, split_table)
+from .dataset import (FORMAT_VERSION, LABELS, EmojiDataset, aligned_samples, counts, framing_table, load_dataset,
+                      size_ladder, split_table, subcategory_parents)
 from .decode import (MAX_SIDE, BadImage, composite_on_white, open_image, open_rgba, pad_square, render_svg,
                      render_svg_rgba, resize, to_rgba)
 from .errors import ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError

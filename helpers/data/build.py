@@ -50,6 +50,7 @@ class Item:
     name: str
     category: str
     order: tuple
+    subcategory: str = UNKNOWN_CATEGORY
 
 
 def npm_items(source: Source, root: Path, catalog: dict[str, Emoji]) -> tuple[list[Item], list[str]]:
@@ -65,7 +66,7 @@ def npm_items(source: Source, root: Path, catalog: dict[str, Emoji]) -> tuple[li
             continue
         seen.add(emoji.code)
         items.append(Item(source.vendor, path, source.format, emoji.code, emoji.identity, emoji.name,
-                          emoji.category, (emoji.order, emoji.code)))
+                          emoji.category, (emoji.order, emoji.code), emoji.subcategory))
     return sorted(items, key=lambda it: it.order), unknown   # emoji.json order: smileys first
 
 
@@ -114,12 +115,12 @@ def _list(names: Iterable[str], limit: int = 12) -> str:
 def _fingerprint(d: dict) -> str:
     """sha256 of the content and the split: what checkpoints and metric caches are keyed on."""
     h = hashlib.sha256()
-    for key in ("images32", "images64", "images128", "index128", "vendor", "category", "identity",
-                "train_idx", "val_idx"):
+    for key in ("images32", "images64", "images128", "index128", "vendor", "category", "subcategory",
+                "identity", "train_idx", "val_idx"):
         t = d[key].contiguous()
         h.update(f"{key}{tuple(t.shape)}{t.dtype}".encode())
         h.update(t.numpy().tobytes())
-    for key in ("vendor_names", "category_names", "identity_names", "codes"):
+    for key in ("vendor_names", "category_names", "subcategory_names", "identity_names", "codes"):
         h.update(json.dumps(d[key]).encode())
     return h.hexdigest()
 
@@ -242,8 +243,10 @@ def build_dataset(sources: list[str] | None = None, profile: Profile | str | Non
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
     category_names = sorted({it.category for it in kept})
+    subcategory_names = sorted({it.subcategory for it in kept})
     identity_names = sorted({it.identity for it in kept})
     cat_ix = {c: i for i, c in enumerate(category_names)}
+    sub_ix = {c: i for i, c in enumerate(subcategory_names)}
     id_ix = {n: i for i, n in enumerate(identity_names)}
     d = {
         "format": FORMAT_VERSION,
@@ -255,6 +258,8 @@ def build_dataset(sources: list[str] | None = None, profile: Profile | str | Non
         "vendor_names": vendors,
         "category": torch.tensor([cat_ix[it.category] for it in kept], dtype=torch.long),
         "category_names": category_names,
+        "subcategory": torch.tensor([sub_ix[it.subcategory] for it in kept], dtype=torch.long),
+        "subcategory_names": subcategory_names,
         "identity": torch.tensor([id_ix[it.identity] for it in kept], dtype=torch.long),
         "identity_names": identity_names,
         "names": [it.name for it in kept],

@@ -40,6 +40,7 @@ class Emoji:
     name: str          # human-readable name of this very image (with its skin tone)
     category: str
     order: int         # emoji.json sort_order, for a stable row order
+    subcategory: str = UNKNOWN_CATEGORY   # emoji.json's finer group within the category ("face-smiling", ...)
 
 
 def load_catalog(emoji_json: str | os.PathLike) -> dict[str, Emoji]:
@@ -54,13 +55,14 @@ def load_catalog(emoji_json: str | os.PathLike) -> dict[str, Emoji]:
         identity = base["short_name"]
         name = (e.get("name") or e["short_name"]).lower()
         category = e.get("category") or UNKNOWN_CATEGORY
-        row = Emoji(e["unified"], identity, name, category, int(e.get("sort_order", 0)))
+        row = Emoji(e["unified"], identity, name, category, int(e.get("sort_order", 0)),
+                    e.get("subcategory") or UNKNOWN_CATEGORY)
         for code in (e["unified"], e.get("non_qualified")):
             if code:
                 table.setdefault(normalize_code(code), row)
         for tones, var in (e.get("skin_variations") or {}).items():
             tone = ", ".join(SKIN_TONES.get(t, t) for t in tones.split("-"))
-            vrow = Emoji(var["unified"], identity, f"{name}: {tone}", row.category, row.order)
+            vrow = Emoji(var["unified"], identity, f"{name}: {tone}", row.category, row.order, row.subcategory)
             for code in (var["unified"], var.get("non_qualified")):
                 if code:
                     table.setdefault(normalize_code(code), vrow)

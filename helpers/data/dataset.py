@@ -1,7 +1,8 @@
 """The dataset file's contract: :class:`EmojiDataset`, :func:`load_dataset` and the tables 00 shows.
 
 Rows are images; every row has 32 and 64 px, and ``index128`` names the rows that also have a
-genuine 128 px image. Labels: vendor (the drawing's style), category, identity (the split's unit).
+genuine 128 px image. Labels: vendor (the drawing's style), category and its finer sub-category
+(emoji.json's "face-smiling", "animal-mammal", ...), identity (the split's unit).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from ..profiles import get_profile
 from .errors import DataError
 from .split import rank
 
-FORMAT_VERSION = 3   # 3: every image framed alike (framing.py); 2: duplicates share a side of the split
+FORMAT_VERSION = 4   # 4: sub-categories; 3: every image framed alike (framing.py); 2: duplicates share a side of the split
+# What a prior may be conditioned on: the emoji.json category (10 groups) or its sub-category (~100).
+LABELS = ("category", "subcategory")
 
 
 @dataclass
@@ -30,6 +33,8 @@ class EmojiDataset:
     vendor_names: list[str]
     category: torch.Tensor        # (N,) long into category_names
     category_names: list[str]
+    subcategory: torch.Tensor     # (N,) long into subcategory_names: a finer group within the category
+    subcategory_names: list[str]
     identity: torch.Tensor        # (N,) long into identity_names: the split's unit
     identity_names: list[str]
     names: list[str]              # (N,) human-readable name of each image
@@ -44,6 +49,13 @@ class EmojiDataset:
 
     def __len__(self) -> int:
         return len(self.images32)
+
+    def classes(self, label: str = "category") -> tuple[torch.Tensor, list[str]]:
+        """Each image's class under ``label`` (one of :data:`LABELS`) and the class names."""
+        if label not in LABELS:
+            raise ValueError(f"unknown label {label!r}; choose one of {list(LABELS)}")
+        return (self.subcategory, self.subcategory_names) if label == "subcategory" \
+            else (self.category, self.category_names)
 
     def rows(self, split: str | None = None) -> torch.Tensor:
         """Row indices of ``"train"``, ``"val"`` or (None) all images."""
@@ -65,6 +77,14 @@ class EmojiDataset:
         """(64 px, 128 px) uint8 pairs of the same images, for super-resolution."""
         keep = torch.isin(self.index128, self.rows(split))
         return self.images64[self.index128[keep]], self.images128[keep]
+
+
+def subcategory_parents(subcategory: torch.Tensor, category: torch.Tensor, n: int) -> torch.Tensor:
+    """(n,) the category of each of ``n`` sub-categories, from the images' (``subcategory``,
+    ``category``) pairs: emoji.json nests every sub-category in one category (-1: no image)."""
+    parents = torch.full((n,), -1, dtype=torch.long)
+    parents[subcategory] = category
+    return parents
 
 
 def load_dataset(profile_name: str | None = None) -> EmojiDataset:

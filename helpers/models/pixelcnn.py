@@ -143,8 +143,15 @@ class _Conditioning(nn.Module):
         return bias.flatten(1) if torch.is_tensor(bias) else bias
 
 
+def _head_at(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A PixelCNN's 1x1 convolution head applied to (B, C) vectors: one position's logits."""
+    for m in head:
+        x = F.linear(x, m.weight.flatten(1), m.bias) if isinstance(m, nn.Conv2d) else m(x)
+    return x
+
+
 class _PriorMixin(Configurable):
-    """What both priors share: the training step and config plumbing."""
+    """What the PixelCNNs and the transformer share: the training step, sampling entry and NLL per image."""
 
     supports_row_crop = True   # output at row i depends on input rows <= i only
 
@@ -164,12 +171,6 @@ class _PriorMixin(Configurable):
         in raster order after codes before (i, j) are filled in (see helpers/sampling.py)."""
         labels = prepare_labels(self.config, labels, batch, self.embed.weight.device, False)
         return self._sampler_class(self, batch, tuple(shape), labels, cond)
-
-    def _head_at(self, x):
-        """The 1x1 head applied to (B, C) vectors."""
-        for m in self.head:
-            x = F.linear(x, m.weight.flatten(1), m.bias) if isinstance(m, nn.Conv2d) else m(x)
-        return x
 
     @torch.no_grad()
     def nll_per_image(self, codes, labels=None, cond=None) -> torch.Tensor:
@@ -259,7 +260,7 @@ class _PixelCNNSampler:
             n = block.norm
             y = F.batch_norm(y, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps)
             x = x + y + block.cond.at(self.labels, self.cond, i, j)
-        return m._head_at(x)
+        return _head_at(m.head, x)
 
 
 @register
@@ -395,7 +396,7 @@ class _GatedSampler:
             a, b = h_pre.chunk(2, dim=1)
             out = F.linear(torch.tanh(a) * torch.sigmoid(b), layer.h_out.weight.flatten(1), layer.h_out.bias)
             h = out if layer.first else h + out
-        return m._head_at(h)
+        return _head_at(m.head, h)
 
 
 @register
