@@ -75,10 +75,21 @@ PROFILES = {
                      prior2_steps={"pixelsnail_top": 75, "pixelsnail_bottom": 105, "pixelcnn_top": 40,
                                    "pixelcnn_bottom": 40},
                      superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
-    # The results: about an hour of training in all on 2 fast CPU cores; docs/EXPERIMENTS.md
-    # ("Budgets in steps") says where these came from, the curves in docs/curves/ where to move them.
-    # The 32 px PixelCNN and transformer get 2200: the curves profile's val NLL fell 0.19 nats from
-    # 1000 to 2000 steps and 0.08 more to 3300; 2200 is what fits the 150-minute chain beside them.
+    # The results: about an hour of training in all on 2 fast CPU cores, the chain within 150
+    # minutes. Where each budget sits on its learning curve (docs/curves/curves/, the curves profile;
+    # docs/EXPERIMENTS.md, "Learning curves of the 32 px models, and two levers (Ice Lake)" and
+    # "Learning curves of the 64 px models"):
+    # - VQ-VAE 6000: val PSNR +0.09 dB over the last quarter of the steps: close to flat.
+    # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
+    # - PixelCNN and transformer 2200: val NLL fell 0.19 nats from 1000 to 2000 steps and 0.08 more
+    #   to 3300; 2200 is what fits the chain beside them.
+    # - gated PixelCNN 560: slowest per step of the 32 px priors and the weakest at equal steps.
+    # - VQ-VAE-2 3000: val PSNR still +0.30 dB over the last quarter: bound by the chain, not flat.
+    # - PixelSNAIL 1100 per level: val NLL falls 0.15 (top) / 0.21 (bottom) nats more by 3300.
+    # - 64 px PixelCNN 560 per level: 0.27 / 0.36 nats above its 1680 steps; the slowest steps.
+    # - super-resolution 1100: val PSNR still +0.6 dB over the last quarter; chain-bound.
+    # - GAN-test classifier 1400: flat, its val accuracy at ~0.81 from step ~900 on.
+    # Steps first set from the minute budgets: docs/EXPERIMENTS.md, "Budgets in steps".
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 2200, "gated_pixelcnn": 560, "transformer": 2200}, vqvae2_steps=3000,
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=1400,
