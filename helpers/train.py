@@ -17,8 +17,9 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
   re-running a notebook never retrains what is done. Shuffling is seeded per
   epoch, so a resumed run sees the same batches as an uninterrupted one. A
   finished run removes its ``.last.pt``: only ``<name>.pt`` stays;
-* a non-finite loss stops the run with the step that produced it, and the last
-  good checkpoint stays on disk;
+* a non-finite loss stops the run with the step that produced it, and so does a validation loss
+  over ``DIVERGED`` times the lowest one so far (a finite blow-up); the last good checkpoint
+  stays on disk;
 * under ``torchrun`` (torch.distributed initialised): DistributedSampler, DDP,
   checkpoints and progress bars on rank 0 only. Every decision that ends or shapes a step
   (the time budget, the learning rate, a non-finite loss) is taken from numbers all ranks
@@ -42,6 +43,11 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 
 from .checkpoints import CheckpointError, load_checkpoint, model_spec, safe_load, save_checkpoint
 from .runtime import pick_device, resolve_precision, tf32
+
+# A validation loss this many times the lowest one of the run means it has diverged: a blow-up
+# that stays finite (huge logits, say) passes the non-finite check and would otherwise train on,
+# keep a diverged "best" checkpoint and hand it to sampling.
+DIVERGED = 10.0
 
 
 @dataclass
@@ -105,6 +111,7 @@ class Trainer:
         self.step = 0           # optimizer steps taken
         self.seconds = 0.0      # training time used (over resumes)
         self.best_val = math.inf
+        self.lowest_val = math.inf   # of every validation, between epochs too (the divergence check)
         self.bad_epochs = 0
         self.stopped_early = False
         self.time_capped = False  # the wall-clock cap ended the run before its steps
@@ -219,6 +226,7 @@ class Trainer:
             last = self.step >= self.total_steps or self.time_capped
             if self.val_data is not None and ((self.epoch + 1) % cfg.eval_every == 0 or last):
                 record.update({f"val_{k}": v for k, v in self.evaluate().items()})
+                self._check_diverged(record["val_loss"])
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             self.epoch += 1
             self.seconds = time.perf_counter() - start
@@ -371,6 +379,18 @@ class Trainer:
         self.net.train()
         for key, value in {"step": self.step, **{f"val_{k}": v for k, v in values.items()}}.items():
             self.history.setdefault(f"curve_{key}", []).append(value)
+        self._check_diverged(values["loss"])
+
+    def _check_diverged(self, val_loss: float) -> None:
+        """Stop the run if ``val_loss`` is over ``DIVERGED`` times the lowest validation loss so far
+        (the best checkpoint's after a resume). Every rank sees the same mean, so all stop."""
+        lowest = min(self.lowest_val, self.best_val)
+        if 0 < lowest < math.inf and val_loss > DIVERGED * lowest:
+            where = self.last_path if self.last_path is not None and self.last_path.exists() else "none yet"
+            raise FloatingPointError(
+                f"training diverged: val loss {val_loss:.4g} at step {self.step} is over {DIVERGED:g}x the lowest "
+                f"so far ({lowest:.4g}); training stopped. Last good checkpoint: {where}. Try a lower lr.")
+        self.lowest_val = min(self.lowest_val, val_loss)
 
     def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
         """Is the loss finite on every rank? Asked of all ranks at once, so that all of them stop: a

@@ -14,6 +14,7 @@ from helpers.train import TrainConfig, Trainer
 class TinyConfig:
     dim: int = 4
     blow_up_at: int = -1   # a training step at which the loss becomes NaN (-1: never)
+    diverge_after: int = -1  # after this many training steps the val loss is 10^4 times larger (finite)
 
 
 @register
@@ -38,6 +39,8 @@ class TinyRegressor(torch.nn.Module):
         loss = torch.nn.functional.mse_loss(self.linear(self.drop(x)).squeeze(-1), y)
         if self.training and self.calls.item() == self.config.blow_up_at:
             loss = loss * float("nan")
+        if not self.training and 0 <= self.config.diverge_after <= self.calls.item():
+            loss = loss * 1e4
         return loss, {"mse": loss.item()}
 
 
@@ -164,6 +167,32 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
     last = load_checkpoint(tmp_path / "m.last.pt")
     assert last["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+@pytest.mark.parametrize("curve_every", [None, 2])
+def test_a_finite_blow_up_of_the_val_loss_stops_the_run_and_keeps_last_good_checkpoint(tmp_path, curve_every):
+    torch.manual_seed(0)
+    train, val = data()
+    steps_per_epoch = 200 // 32
+    model = TinyRegressor(TinyConfig(diverge_after=2 * steps_per_epoch + 3))   # after step 15
+    trainer = Trainer(model, train, val, config(curve_every=curve_every), tmp_path / "m.pt")
+    stop = 16 if curve_every else 3 * steps_per_epoch   # the first validation after it
+    with pytest.raises(FloatingPointError, match=rf"diverged: val loss .* at step {stop} .*m\.last\.pt"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "m.last.pt")["epoch"] == 2
+    best = load_checkpoint(tmp_path / "m.pt")
+    assert best["metrics"]["best_val"] == min(best["history"]["val_loss"]) < 100   # a pre-divergence epoch
+
+
+def test_a_run_that_merely_gets_worse_on_val_is_not_called_diverged(tmp_path):
+    torch.manual_seed(0)
+    train, val = data()
+    model = TinyRegressor(TinyConfig())
+    trainer = Trainer(model, train, val, config(curve_every=1), tmp_path / "m.pt")
+    trainer.lowest_val = 1e-3   # a val loss up to 10x this is still a run, not a divergence
+    trainer._check_diverged(9e-3)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        trainer._check_diverged(2e-2)
 
 
 @pytest.mark.parametrize("interrupted", [False, True])
