@@ -83,7 +83,8 @@ PROFILES = {
     # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
     # - PixelCNN and transformer 2200: val NLL fell 0.19 nats from 1000 to 2000 steps and 0.08 more
     #   to 3300; 2200 is what fits the chain beside them.
-    # - gated PixelCNN 560: slowest per step of the 32 px priors and the weakest at equal steps.
+    # - gated PixelCNN 560: 0.37 nats above its 1680, but behind the PixelCNN at equal steps at
+    #   half its speed: the weakest 32 px prior gets the fewest.
     # - VQ-VAE-2 3000: val PSNR still +0.30 dB over the last quarter: bound by the chain, not flat.
     # - PixelSNAIL 1100 per level: val NLL falls 0.15 (top) / 0.21 (bottom) nats more by 3300.
     # - 64 px PixelCNN 560 per level: 0.27 / 0.36 nats above its 1680 steps; the slowest steps.
