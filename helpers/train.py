@@ -339,7 +339,7 @@ class Trainer:
             with self._autocast():
                 loss, logs = self.net(self._prepare(batch))
             if not self._finite_on_all_ranks(loss):
-                where = f"{self.last_path}" if self.last_path is not None and self.last_path.exists() else "none yet"
+                where = self._last_good()
                 which = f"on some rank; here {loss.item()}" if self.distributed else f"{loss.item()}"
                 raise FloatingPointError(
                     f"non-finite loss ({which}) at epoch {self.epoch + 1}, step {self.step + 1}; training "
@@ -386,11 +386,14 @@ class Trainer:
         (the best checkpoint's after a resume). Every rank sees the same mean, so all stop."""
         lowest = min(self.lowest_val, self.best_val)
         if 0 < lowest < math.inf and val_loss > DIVERGED * lowest:
-            where = self.last_path if self.last_path is not None and self.last_path.exists() else "none yet"
             raise FloatingPointError(
                 f"training diverged: val loss {val_loss:.4g} at step {self.step} is over {DIVERGED:g}x the lowest "
-                f"so far ({lowest:.4g}); training stopped. Last good checkpoint: {where}. Try a lower lr.")
+                f"so far ({lowest:.4g}); training stopped. Last good checkpoint: {self._last_good()}. Try a lower lr.")
         self.lowest_val = min(self.lowest_val, val_loss)
+
+    def _last_good(self) -> str:
+        """Where a stopped run's last good state is, for its error message."""
+        return str(self.last_path) if self.last_path is not None and self.last_path.exists() else "none yet"
 
     def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
         """Is the loss finite on every rank? Asked of all ranks at once, so that all of them stop: a
