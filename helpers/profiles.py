@@ -81,8 +81,8 @@ PROFILES = {
     # "Learning curves of the 64 px models"):
     # - VQ-VAE 6000: val PSNR +0.09 dB over the last quarter of the steps: close to flat.
     # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
-    # - PixelCNN and transformer 2200: val NLL fell 0.19 nats from 1000 to 2000 steps and 0.08 more
-    #   to 3300; 2200 is what fits the chain beside them.
+    # - PixelCNN and transformer 2200: val NLL falls 0.19 / 0.34 nats from 1000 to 2000 steps and
+    #   0.08 / 0.13 more to 3300; 2200 is what fits the chain beside them.
     # - gated PixelCNN 560: 0.37 nats above its 1680, but behind the PixelCNN at equal steps at
     #   half its speed: the weakest 32 px prior gets the fewest.
     # - VQ-VAE-2 3000: val PSNR still +0.30 dB over the last quarter: bound by the chain, not flat.
