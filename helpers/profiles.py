@@ -67,13 +67,14 @@ PROFILES = {
                      prior2_steps=_priors2(5, 5), superres_steps=9, classifier_steps=3,
                      n_samples=16, eval_limit=32),
     # A first look in at most 15 minutes for the whole chain: all the data, short training, and
-    # every evaluation on 200 images per split (its numbers are not comparable with full's). No
-    # augmented codes: a prior that trains for about one pass over the train codes gains nothing
-    # from more of them. The gated PixelCNN and the 64 px PixelCNN, slower per step, get fewer.
+    # every evaluation on 200 images per split (its numbers are not comparable with full's). One
+    # prior per size, the two 05 needs: with its minutes split over every family, each prior drew
+    # scattered dots; one prior with them draws emoji shapes (docs/EXPERIMENTS.md, "A quick profile
+    # that draws emojis"). No augmented codes: a prior that trains for about two passes over the
+    # train codes gains nothing from more of them.
     "quick": Profile("quick", max_emojis=None, vqvae_steps=500, latent16_steps=80,
-                     prior_steps={"pixelcnn": 170, "gated_pixelcnn": 45, "transformer": 170}, vqvae2_steps=280,
-                     prior2_steps={"pixelsnail_top": 75, "pixelsnail_bottom": 105, "pixelcnn_top": 40,
-                                   "pixelcnn_bottom": 40},
+                     prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
+                     prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
                      superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
     # The results: about an hour of training in all on 2 fast CPU cores, the chain within 150
     # minutes. Where each budget sits on its learning curve (docs/curves/curves/, the curves profile;

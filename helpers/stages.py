@@ -60,6 +60,23 @@ def train_configs(steps: dict[str, int], profile, *, lr: float | dict[str, float
             for name, n in steps.items()}
 
 
+def budgeted(families: Sequence[str], steps: dict[str, int], profile_name: str) -> list[str]:
+    """The prior families of ``families``, in order, that a profile's budget table ``steps`` trains:
+    a 32 px family by its own name, a 64 px one by ``<family>_top`` and ``<family>_bottom``. A
+    profile may leave a family out (quick trains one prior per size, so that its minutes make one
+    prior that draws emojis rather than three that draw noise); those are named, not trained."""
+    def in_table(family: str) -> bool:
+        return family in steps or all(f"{family}_{level}" in steps for level in ("top", "bottom"))
+
+    kept, left_out = [f for f in families if in_table(f)], [f for f in families if not in_table(f)]
+    if not kept:
+        raise ValueError(f"profile {profile_name!r} trains none of {list(families)} (its budgets: "
+                         f"{sorted(steps)}; helpers/profiles.py)")
+    if left_out:
+        print(f"profile {profile_name} trains no {', '.join(left_out)} (helpers/profiles.py): left out")
+    return kept
+
+
 def split_rule(ds) -> str:
     """How ``ds`` was split, in the words every metrics file uses."""
     return SPLIT_RULES[ds.split]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _notebooks import parameters_cells, read, source
-from helpers import checkpoints, paths, pipeline, results, runtime
+from helpers import checkpoints, paths, pipeline, results, runtime, stages
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.cli import CLI_DEFAULTS
 from helpers.profiles import PROFILES, Profile, get_profile, profile_names
@@ -57,9 +57,15 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
     assert budgets == {"vqvae_steps", "latent16_steps", "prior_steps", "vqvae2_steps", "prior2_steps",
                        "superres_steps", "classifier_steps"}
     assert not any("minutes" in f.name or "epochs" in f.name for f in dataclasses.fields(Profile))
+    every32, every64 = {"pixelcnn", "gated_pixelcnn", "transformer"}, {"pixelsnail", "pixelcnn"}
     for profile in PROFILES.values():
-        assert set(profile.prior_steps) == {"pixelcnn", "gated_pixelcnn", "transformer"}
-        assert set(profile.prior2_steps) == {f"{f}_{lv}" for f in ("pixelsnail", "pixelcnn") for lv in ("top", "bottom")}
+        # quick trains one prior per size; every profile trains those 05 loads (the 32 px PixelCNN, the PixelSNAIL)
+        trains32 = stages.budgeted(sorted(every32), profile.prior_steps, profile.name)
+        trains64 = stages.budgeted(sorted(every64), profile.prior2_steps, profile.name)
+        assert (set(trains32), set(trains64)) == (({"pixelcnn"}, {"pixelsnail"}) if profile.name == "quick"
+                                                  else (every32, every64))
+        assert set(profile.prior_steps) == set(trains32)
+        assert set(profile.prior2_steps) == {f"{f}_{lv}" for f in trains64 for lv in ("top", "bottom")}
         for name in budgets:
             value = getattr(profile, name)
             assert all(isinstance(v, int) and v > 0 for v in (value.values() if isinstance(value, dict) else [value]))

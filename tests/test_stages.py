@@ -213,6 +213,19 @@ def test_train_configs_give_every_model_its_steps_and_one_or_its_own_learning_ra
         stages.train_configs({"a": 5, "c": 7}, profile, lr={"a": 1e-3})
 
 
+def test_budgeted_keeps_the_families_a_profile_trains_in_order_and_names_the_others(capsys):
+    steps32 = {"transformer": 9, "pixelcnn": 5}
+    assert stages.budgeted(["pixelcnn", "gated_pixelcnn", "transformer"], steps32, "p") == ["pixelcnn", "transformer"]
+    assert "profile p trains no gated_pixelcnn" in capsys.readouterr().out
+    steps64 = {"pixelsnail_top": 3, "pixelsnail_bottom": 3, "pixelcnn_top": 2}   # a family needs both levels
+    assert stages.budgeted(["pixelsnail", "pixelcnn"], steps64, "p") == ["pixelsnail"]
+    assert "trains no pixelcnn" in capsys.readouterr().out
+    assert stages.budgeted(["pixelsnail"], steps64, "p") == ["pixelsnail"]
+    assert capsys.readouterr().out == ""                     # nothing left out, nothing said
+    with pytest.raises(ValueError, match="profile 'p' trains none of \\['gated_pixelcnn'\\]"):
+        stages.budgeted(["gated_pixelcnn"], steps32, "p")
+
+
 def _colour_features(images, *_, **__):
     """A stand-in for the Inception network: each channel's mean and a few pixels of every image."""
     x = images.float().flatten(2) / 255
