@@ -73,7 +73,7 @@ PROFILES = {
     # that draws emojis"). No augmented codes: a prior that trains for about two passes over the
     # train codes gains nothing from more of them.
     "quick": Profile("quick", max_emojis=None, vqvae_steps=500, latent16_steps=80,
-                     prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
+                     prior_steps={"pixelcnn": 500}, vqvae2_steps=700,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
                      superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
     # The results: about an hour of training in all on 2 fast CPU cores, the chain within 150

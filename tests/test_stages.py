@@ -171,6 +171,34 @@ def test_fit_autoencoder_trains_measures_and_encodes_every_image_and_each_augmen
     assert stages.rate_row(without)["bits per image"] == 8 * 8 * 4
 
 
+class _Dead(torch.nn.Module):
+    """A ReLU none of whose units is ever active."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+def test_an_autoencoder_whose_codes_collapsed_to_one_is_named_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    ds, profile = ToyDataset(), get_profile("smoke")
+    config = TrainConfig(max_steps=1, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
+    toy = lambda: VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=32, embed_dim=8)  # noqa: E731
+    seed_everything(0)
+    healthy = stages.fit_autoencoder(toy(), ds, name="healthy", size=32, config=config, profile=profile,
+                                     producer="01_vqvae")
+    assert healthy.metrics["collapsed_levels"] == [] and healthy.metrics["val_code_usage"] >= stages.COLLAPSED
+    dead = toy()
+    dead.encoder.net[-2] = _Dead()          # every unit before the encoder's last 1x1 convolution dead: z constant
+    with pytest.warns(RuntimeWarning, match="dead: its codes level collapsed: 1 of 32 codes used on val"):
+        fit = stages.fit_autoencoder(dead, ds, name="dead", size=32, config=config, profile=profile,
+                                     producer="01_vqvae")
+    assert fit.metrics["collapsed_levels"] == ["codes"] and fit.metrics["val_code_usage"] == 1 / 32
+    levels = {"top": 256, "bottom": 512}
+    with pytest.warns(RuntimeWarning, match="m: its top level collapsed: 3 of 256"):
+        assert stages.collapsed_levels({"val_code_usage_top": 3 / 256, "val_code_usage_bottom": 0.98}, levels,
+                                       "m") == ["top"]
+
+
 def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
     n, n_train = 6, 4
     grids = CodeGrids(codes={"top": torch.randint(0, 4, (n, 2, 2)), "bottom": torch.randint(0, 4, (n, 4, 4))},
