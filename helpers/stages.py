@@ -164,7 +164,7 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     levels = code_levels(model)
     codes = dict(zip(levels, _levels(encode_all(model, ds.images(size)))))
     for level, k in levels.items():
-        metrics.update(usage_report(codes[level][ds.val_idx], k, "" if level == "codes" else f"_{level}"))
+        metrics.update(usage_report(codes[level][ds.val_idx], k, _level_suffix(level)))
     metrics["collapsed_levels"] = collapsed_levels(metrics, levels, name)
     copies = augmented_copies(train, flip, shift) if profile.augment else []
     encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
@@ -177,6 +177,12 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     return fit
 
 
+def _level_suffix(level: str) -> str:
+    """How a level's usage metrics are named: ``val_code_usage`` for a VQ-VAE's one level, ``_top`` /
+    ``_bottom`` after it for a VQ-VAE-2's."""
+    return "" if level == "codes" else f"_{level}"
+
+
 def collapsed_levels(metrics: dict, levels: dict[str, int], name: str) -> list[str]:
     """The latent levels of ``name`` whose val codes use less than :data:`COLLAPSED` of their codebook,
     each with a warning: such a level's encoder has gone constant (every unit before its last 1x1
@@ -184,7 +190,7 @@ def collapsed_levels(metrics: dict, levels: dict[str, int], name: str) -> list[s
     nothing and no code restart brings them back."""
     out = []
     for level, k in levels.items():
-        usage = metrics[f"val_code_usage{'' if level == 'codes' else f'_{level}'}"]
+        usage = metrics[f"val_code_usage{_level_suffix(level)}"]
         if usage < COLLAPSED:
             out.append(level)
             warnings.warn(f"{name}: its {level} level collapsed: {round(usage * k)} of {k} codes used on val, so "
