@@ -128,6 +128,16 @@ def write_stamp(profile: str, notebook: Path, inputs: str, before: dict) -> dict
     return stamp
 
 
+def shared_outputs(profile: str, stamp: dict, earlier: list[Path]) -> list[tuple[str, str]]:
+    """``(file, notebook)`` for each file of ``stamp``'s outputs that an earlier notebook's stamp
+    also lists: a rewrite that makes that notebook look changed, so every resume would run it again."""
+    shared = []
+    for notebook in earlier:
+        theirs = (read_stamp(profile, notebook) or {}).get("outputs", {})
+        shared += [(rel, notebook.stem) for rel in stamp["outputs"] if rel in theirs]
+    return shared
+
+
 def _started_path(profile: str, notebook: Path) -> Path:
     return paths.runs_dir(profile) / f"{notebook.stem}.started.json"
 
@@ -241,7 +251,10 @@ def _run(profile: str, chosen: list[Path], kernel: str | None, forced: set[str])
             return 1
         seconds = time.perf_counter() - start
         _record_time(profile, notebook.stem, seconds)
-        write_stamp(profile, notebook, input_digest(code, profile, previous and previous["digest"]), before)
+        stamp = write_stamp(profile, notebook, input_digest(code, profile, previous and previous["digest"]), before)
+        for rel, other in shared_outputs(profile, stamp, earlier):
+            print(f"warning: {notebook.stem} rewrote {rel}, which {other} wrote: {other} now looks changed and "
+                  "every resume will run it again; two notebooks must not write one file", file=sys.stderr)
         _started_path(profile, notebook).unlink(missing_ok=True)
         total = time.perf_counter() - chain_start
         print(f"{step} done in {seconds / 60:.1f} min (elapsed {total / 60:.1f} min)", flush=True)

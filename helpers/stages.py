@@ -437,7 +437,7 @@ def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *,
     """Per family: 16 samples without a category, then ``per_category`` per category (for a prior
     conditioned on sub-categories, sub-categories of it as often as in train), each over its
     pixel-nearest train image (new, or a copy?), with the chosen setting; the second is saved as
-    ``figures/<family>_samples_per_category.png``."""
+    ``figures/<family>_<size>px_samples_per_category.png`` (02 and 04 both train a "pixelcnn")."""
     from . import analysis, viz
 
     pool = ds.images(size, "train")
@@ -447,14 +447,14 @@ def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *,
         rows = fit.sample(len(per_class), labels=per_class, seed=3)
         fig = viz.beside_nearest(rows, pool[analysis.nearest_train(rows, pool)], ds.category_names,
                                  title=f"{name}: {per_category} samples per category, each over its nearest train image")
-        viz.save_figure(fig, profile_name, f"{name}_samples_per_category")
+        viz.save_figure(fig, profile_name, f"{name}_{size}px_samples_per_category")
         if styled(fit.prior):
-            show_styles(fit, name, ds, profile_name, per_category)
+            show_styles(fit, name, ds, size, profile_name, per_category)
 
 
-def show_styles(fit: PriorFit, name: str, ds, profile_name: str, n: int = 8) -> None:
+def show_styles(fit: PriorFit, name: str, ds, size: int, profile_name: str, n: int = 8) -> None:
     """A prior conditioned on the vendor: one row per vendor, the same ``n`` categories (seeded)
-    in each column, saved as ``figures/<family>_samples_per_vendor.png``."""
+    in each column, saved as ``figures/<family>_<size>px_samples_per_vendor.png``."""
     from . import viz
 
     categories = torch.randperm(len(ds.category_names), generator=torch.Generator().manual_seed(5))
@@ -464,7 +464,7 @@ def show_styles(fit: PriorFit, name: str, ds, profile_name: str, n: int = 8) -> 
     fig = viz.image_grid(fit.sample(len(labels), labels=labels, seed=6), nrow=n,
                          title=f"{name}: one row per vendor ({', '.join(ds.vendor_names)}), the same category "
                                "in each column")
-    viz.save_figure(fig, profile_name, f"{name}_samples_per_vendor")
+    viz.save_figure(fig, profile_name, f"{name}_{size}px_samples_per_vendor")
 
 
 def metrics_table(metrics: dict):

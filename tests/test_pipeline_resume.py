@@ -126,6 +126,22 @@ def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_
     assert chain.run() == ["01_b", "02_c"]
 
 
+def test_a_notebook_rewriting_an_earlier_ones_file_is_named(chain, capsys):
+    # 02 and 04 once saved a figure under one name: the later overwrote the earlier's, whose stamp
+    # then never matched again, so every resume re-trained 02's priors.
+    _notebook(chain.dir / "02_c.ipynb", extra="(out.parent / '00_a').write_text('rewritten by 02_c')\n")
+    assert chain.run() == ["00_a", "01_b", "02_c"]
+    err = capsys.readouterr().err
+    assert "warning: 02_c rewrote out/00_a, which 00_a wrote: 00_a now looks changed" in err
+    assert "01_b" not in err
+    assert chain.run() == ["00_a", "01_b", "02_c"]
+    capsys.readouterr()
+    _notebook(chain.dir / "02_c.ipynb")
+    assert chain.run() == ["00_a", "01_b", "02_c"]
+    assert "warning" not in capsys.readouterr().err
+    assert chain.run() == []
+
+
 # ---------------------------------------------------------------------------------------------- the lock
 
 HOLD = ("import fcntl, os, sys\n"
