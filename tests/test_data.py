@@ -608,6 +608,23 @@ def _webp(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def test_decoding_in_two_processes_gives_what_one_gives_in_order(tmp_path):
+    from helpers.data.build import Item, decode_items
+
+    folder = _folder(tmp_path, n=5, size=150)
+    (folder / "broken.png").write_bytes((folder / "emoji0.png").read_bytes()[:60])
+    (folder / "drawing.svg").write_bytes(_svg(2))
+    items = [Item("v", p, "svg" if p.suffix == ".svg" else "image", p.stem, p.stem, p.stem, "unknown", (i,))
+             for i, p in enumerate(sorted(folder.iterdir()))]
+    alone, spread = list(decode_items(items, 1)), list(decode_items(items, 2))
+    assert [why is None for _, why in alone] == [p.name != "broken.png" for p in sorted(folder.iterdir())]
+    assert [why for _, why in spread] == [why for _, why in alone]
+    for (one, _), (two, _) in zip(alone, spread):
+        if one is not None:
+            assert one[0].share == two[0].share and one[0].images.keys() == two[0].images.keys()
+            assert all(np.array_equal(one[0].images[k], two[0].images[k]) for k in one[0].images)
+
+
 def test_webp_and_svg_vendors_skip_undecodable_files_and_name_them(project):
     good = _webp(_rgba_rect(256, 30, 30, 190, 190))
     _add_source(project, "fluent", "@test/fluent", {

@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -103,6 +103,34 @@ def decode_item(item: Item) -> tuple[Framed, bool]:
     if side < max(SIZES):                       # a small drawing: render it larger
         rgba = render_svg_rgba(item.path, min(SVG_RENDER_MAX, math.ceil(SVG_RENDER * max(SIZES) / side) + 1))
     return frame(rgba), False
+
+
+def _decode_or_why(item: Item) -> tuple[tuple[Framed, bool] | None, str | None]:
+    """:func:`decode_item`'s result, or the BadImage message that names why the file is skipped."""
+    try:
+        return decode_item(item), None
+    except BadImage as e:
+        return None, str(e)
+
+
+def decode_items(items: list[Item], workers: int = 1) -> Iterator[tuple[tuple[Framed, bool] | None, str | None]]:
+    """:func:`_decode_or_why` of every item, in order, in ``workers`` processes: each image is
+    decoded on its own, so the result does not depend on how many. Decoding (SVG rendering above
+    all) is most of a build, and it runs on one core unless spread over processes."""
+    if workers <= 1:
+        yield from map(_decode_or_why, items)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers need no imports of their own; they run only PIL, resvg and numpy
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(_decode_or_why, items, chunksize=32)
+
+
+def decode_workers(n_items: int) -> int:
+    """The cores this process may use, for a build large enough to repay starting the processes."""
+    return len(os.sched_getaffinity(0)) if n_items >= 500 else 1
 
 
 def _list(names: Iterable[str], limit: int = 12) -> str:
@@ -210,12 +238,13 @@ def build_dataset(sources: list[str] | None = None, profile: Profile | str | Non
     im32, im64, im128, idx128, shares, kept = [], [], [], [], [], []
     bad: dict[str, list[str]] = {}
     animated: dict[str, list[str]] = {}
-    for it in tqdm(items, desc="decode/render", unit="img", disable=not verbose):
-        try:
-            framed, anim = decode_item(it)
-        except BadImage as e:
-            bad.setdefault(it.vendor, []).append(f"{it.path.name} ({e})")
+    decoded_items = tqdm(decode_items(items, decode_workers(len(items))), total=len(items), desc="decode/render",
+                         unit="img", disable=not verbose)
+    for it, (decoded, why) in zip(items, decoded_items):
+        if decoded is None:
+            bad.setdefault(it.vendor, []).append(f"{it.path.name} ({why})")
             continue
+        framed, anim = decoded
         if anim:
             animated.setdefault(it.vendor, []).append(it.path.name)
         if 128 in framed.images:

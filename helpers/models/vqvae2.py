@@ -68,6 +68,9 @@ VQVAE2_CONFIGS = {
     "report": VQVAE2Config(hidden=128, res_hidden=32, decoder_hidden=128, embed_dim=256,
                            num_codes_top=512, num_codes_bottom=512, ssim_weight=0.0, l1_weight=0.0),
     "default": VQVAE2Config(),
+    # default with unused codes re-seeded after 20 steps instead of 100: does it keep the top level
+    # from collapsing in short runs, and what does it do at full's steps?
+    "restart20": VQVAE2Config(restart_window=20),
 }
 
 
