@@ -20,6 +20,7 @@ import torch
 from . import paths
 from .checkpoints import atomic_save, safe_load
 from .data.dataset import LABELS, subcategory_parents
+from .profiles import PROFILES, get_profile, trains
 
 
 class StaleArtifactError(RuntimeError):
@@ -231,7 +232,14 @@ def load_model(profile: str, name: str, ds, device=None) -> tuple[torch.nn.Modul
     from .checkpoints import build_model, load_checkpoint
     from .runtime import pick_device
 
-    ckpt = load_checkpoint(paths.require(paths.checkpoint_path(profile, name), name))
+    path = paths.checkpoint_path(profile, name)
+    if not path.exists() and not trains(get_profile(profile), name):
+        others = [p for p in PROFILES if trains(PROFILES[p], name)]
+        raise paths.MissingArtifactError(
+            f"the profile {profile!r} does not train {name} (no steps for it in helpers/profiles.py), so no "
+            f"notebook of it writes {path.name}: choose a model it trains, or a profile that trains {name} "
+            f"({', '.join(others)}).")
+    ckpt = load_checkpoint(paths.require(path, name))
     _check(ds, ckpt["data_fingerprint"], name, paths.PRODUCERS.get(name, "the notebook that trains it"))
     with torch.random.fork_rng(devices=[]):   # building draws initial weights: loading leaves the seeded stream alone
         model = build_model(ckpt, pick_device() if device is None else device).eval()

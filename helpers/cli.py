@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{trainer.step} steps ({trainer.epoch} epochs{', time-capped' if trainer.time_capped else ''}), "
                   f"{trainer.seconds / 60:.1f} min, best val loss {trainer.best_val:.4f} "
                   f"-> {path}", flush=True)
+        if dist.is_initialized():
+            dist.barrier()   # rank 0 has written the checkpoint; no rank leaves while another is in a collective
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -106,6 +106,14 @@ PROFILES = {
 }
 
 
+def trains(profile: Profile, model: str) -> bool:
+    """Whether ``profile`` trains ``model``: False only for a prior that some profile's budget table
+    names and this one's does not (quick trains one prior per size); other models every profile trains."""
+    budgets = lambda p: {*p.prior_steps, *p.prior2_steps}  # noqa: E731
+    known = set().union(*(budgets(p) for p in PROFILES.values()))
+    return model not in known or model in budgets(profile)
+
+
 def profile_names() -> list[str]:
     """Every name :func:`get_profile` takes: the table's rows and their ``-random`` variants."""
     return sorted(PROFILES) + sorted(name + RANDOM_SUFFIX for name in PROFILES)

@@ -69,6 +69,7 @@ def main() -> None:
     torch.save({"state_dict": trainer.model.state_dict(), "initial_codebook": initial, "codebooks": codebooks,
                 "history": trainer.history, "world": trainer.world}, out / f"rank{rank}.pt")
     if dist.is_initialized():
+        dist.barrier()   # neither rank closes its connections while the other still finishes a collective
         dist.destroy_process_group()
 
 

@@ -17,7 +17,8 @@ from helpers.checkpoints import build_model, load_checkpoint
 
 SCRIPT = Path(__file__).with_name("_tiny_train.py")
 # One thread per process: two ranks share the cores, and more threads only wait on each other.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# PYTHONFAULTHANDLER: a rank that aborts (SIGABRT from C++) prints every thread's Python stack.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 def torchrun(*args: str, env: dict = ENV, timeout: float = 180) -> subprocess.CompletedProcess:

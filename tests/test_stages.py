@@ -142,6 +142,20 @@ def test_loading_an_upstream_artifact_names_the_notebook_to_run(tmp_path, monkey
         artifacts.load_grids("smoke", "codes_vqvae", ds)
 
 
+def test_a_prior_the_profile_does_not_train_is_named_as_such_not_as_a_notebook_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
+    ds = ToyDataset()
+    # quick trains one prior per size: running 02 again would not make its transformer
+    with pytest.raises(paths.MissingArtifactError, match=r"'quick' does not train transformer.*\(smoke, full, curves\)"):
+        artifacts.load_model("quick", "transformer", ds)
+    with pytest.raises(paths.MissingArtifactError, match="'quick-random' does not train pixelcnn_top"):
+        artifacts.load_model("quick-random", "pixelcnn_top", ds)
+    # what the profile trains, and every non-prior model, still names the notebook that makes it
+    for name, producer in (("pixelcnn", "02_pixelcnn"), ("pixelsnail_top", "04_pixelsnail"), ("vqvae2", "03_vqvae2")):
+        with pytest.raises(paths.MissingArtifactError, match=f"run {producer} first"):
+            artifacts.load_model("quick", name, ds)
+
+
 def test_fit_autoencoder_trains_measures_and_encodes_every_image_and_each_augmented_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
     ds, profile = ToyDataset(), get_profile("smoke")

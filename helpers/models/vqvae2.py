@@ -50,7 +50,8 @@ class VQVAE2Config:
     beta: float = 0.25              # commitment weight (both levels)
     decay: float = 0.99             # EMA decay of the codebooks
     kmeans_init: bool = True        # codebooks from k-means on the first batch
-    restart_window: int = 100       # training steps without use before a code is re-seeded (0: never)
+    restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
+                                    # at 100 the top level could collapse in short runs (quick's)
     restart_threshold: float = 0.0  # also re-seed codes whose EMA count falls below this (0: off)
     ssim_weight: float = 0.2        # weight of (1 - SSIM): sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of L1: less blur on flat colour regions
@@ -68,9 +69,6 @@ VQVAE2_CONFIGS = {
     "report": VQVAE2Config(hidden=128, res_hidden=32, decoder_hidden=128, embed_dim=256,
                            num_codes_top=512, num_codes_bottom=512, ssim_weight=0.0, l1_weight=0.0),
     "default": VQVAE2Config(),
-    # default with unused codes re-seeded after 20 steps instead of 100: does it keep the top level
-    # from collapsing in short runs, and what does it do at full's steps?
-    "restart20": VQVAE2Config(restart_window=20),
 }
 
 
