@@ -89,7 +89,8 @@ PROFILES = {
     # - VQ-VAE-2 3000: val PSNR still +0.30 dB over the last quarter: bound by the chain, not flat.
     # - PixelSNAIL 1100 per level: val NLL falls 0.15 (top) / 0.21 (bottom) nats more by 3300, and
     #   FID 103.8 -> 89.1 ("The 64 px PixelSNAIL at three times full's steps"), for 14 more training
-    #   minutes than the chain's 150 have room for.
+    #   minutes than the chain's 150 have room for (the bottom's 3300 alone: 95.9, +7 min, untimed
+    #   in a chain).
     # - 64 px PixelCNN 560 per level: 0.27 / 0.36 nats above its 1680 steps; the slowest steps.
     # - super-resolution 1100: val PSNR still +0.6 dB over the last quarter; chain-bound.
     # - GAN-test classifier 1400: flat, its val accuracy at ~0.81 from step ~900 on.
@@ -108,12 +109,15 @@ PROFILES = {
 }
 
 
+def _priors(profile: Profile) -> set[str]:
+    return {*profile.prior_steps, *profile.prior2_steps}
+
+
 def trains(profile: Profile, model: str) -> bool:
     """Whether ``profile`` trains ``model``: False only for a prior that some profile's budget table
     names and this one's does not (quick trains one prior per size); other models every profile trains."""
-    budgets = lambda p: {*p.prior_steps, *p.prior2_steps}  # noqa: E731
-    known = set().union(*(budgets(p) for p in PROFILES.values()))
-    return model not in known or model in budgets(profile)
+    known = set().union(*map(_priors, PROFILES.values()))
+    return model not in known or model in _priors(profile)
 
 
 def profile_names() -> list[str]:
