@@ -157,6 +157,11 @@ class CodeGrids:
     def val(self, level: str) -> torch.Tensor:
         return self.codes[level][self.val_idx]
 
+    def of_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The codes of image ``rows``, one tensor per level in the order the autoencoder's
+        ``encode`` returns them: what 05's super-resolution decoder reads, without encoding again."""
+        return tuple(self.codes[level][rows] for level in self.levels)
+
     def val_labels(self, style: bool = False) -> torch.Tensor:
         return self.labels(self.val_idx, style)
 

@@ -64,13 +64,15 @@ def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
-def safe_load(path: str | os.PathLike) -> Any:
-    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong."""
+def safe_load(path: str | os.PathLike, *, mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong.
+    ``mmap``: tensors stay in the file's pages until read (copy-on-write), so a reader of the
+    dataset pays only for the image sizes it touches."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused — it holds pickled objects other than tensors and plain types "

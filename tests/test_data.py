@@ -296,6 +296,10 @@ def test_load_dataset_and_value_ranges(project):
     assert ds.images(32, "train").shape[0] + ds.images(32, "val").shape[0] == len(ds)
     lo, hi = ds.superres_pairs()
     assert lo.shape[1:] == (3, 64, 64) and hi.shape[1:] == (3, 128, 128) and len(lo) == len(hi)
+    for split in ("train", "val"):   # the rows of each split's pairs, in their order
+        rows = ds.superres_rows(split)
+        assert torch.equal(ds.images64[rows], ds.superres_pairs(split)[0]) and set(rows.tolist()) <= set(ds.rows(split).tolist())
+    assert len(ds.superres_rows("train")) + len(ds.superres_rows("val")) == len(lo)
     ladder = data.size_ladder(ds, n=4)
     assert [tuple(t.shape) for t in ladder.values()] == [(4, 3, s, s) for s in (32, 64, 128)]
     # The sizes show the same images: 128 px pooled to 64 px is close to the 64 px rendering.

@@ -42,6 +42,25 @@ def test_vqvae2_code_grids_and_reconstruction_shapes():
     assert VQVAE2.latent_sizes(64) == (8, 16)
 
 
+def test_the_saved_code_grids_of_some_rows_are_what_encoding_those_images_again_gives():
+    # 05's super-resolution decoder reads 03's grids instead of encoding its pairs a second time.
+    from helpers.artifacts import CodeGrids
+    from helpers.autoencode import encode_all
+
+    torch.manual_seed(0)
+    model, x = VQVAE2(TINY).eval(), _discs(6)
+    top, bottom = encode_all(model, x, batch_size=4)
+    n = len(x)
+    grids = CodeGrids(codes={"top": top, "bottom": bottom}, num_codes={"top": 16, "bottom": 16}, augmented={},
+                      category=torch.zeros(n, dtype=torch.long), category_names=["a"],
+                      subcategory=torch.zeros(n, dtype=torch.long), subcategory_names=["a1"],
+                      vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"], train_idx=torch.arange(4),
+                      val_idx=torch.arange(4, n), fingerprint="toy", producer="03_vqvae2", autoencoder_step=1)
+    rows = torch.tensor([5, 1, 3])
+    again = encode_all(model, x[rows])
+    assert all(torch.equal(a, b) for a, b in zip(grids.of_rows(rows), again)) and len(again) == 2
+
+
 def test_vqvae2_codes_decode_and_encode_back_after_brief_training():
     torch.manual_seed(0)
     model = VQVAE2(TINY)

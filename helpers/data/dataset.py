@@ -73,6 +73,10 @@ class EmojiDataset:
             raise ValueError(f"size must be 32, 64 or 128, not {size}")
         return (self.images32 if size == 32 else self.images64)[self.rows(split)]
 
+    def superres_rows(self, split: str | None = None) -> torch.Tensor:
+        """The rows of ``split`` that have a 128 px image, in the order :meth:`superres_pairs` gives them."""
+        return self.index128[torch.isin(self.index128, self.rows(split))]
+
     def superres_pairs(self, split: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(64 px, 128 px) uint8 pairs of the same images, for super-resolution."""
         keep = torch.isin(self.index128, self.rows(split))
@@ -92,7 +96,7 @@ def load_dataset(profile_name: str | None = None) -> EmojiDataset:
     from ..checkpoints import safe_load
 
     name = get_profile(profile_name).name
-    d = safe_load(paths.require(paths.dataset_path(name), "dataset"))
+    d = safe_load(paths.require(paths.dataset_path(name), "dataset"), mmap=True)
     if not isinstance(d, dict) or d.get("format") != FORMAT_VERSION:
         raise DataError(f"{paths.dataset_path(name)} was written by another version of emoji-vq: "
                         "run 00_data again (build_dataset(..., force=True)).")
