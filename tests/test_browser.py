@@ -38,7 +38,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOTEBOOK = "05_extensions.ipynb"
-INPUTS = ["vqvae", "pixelcnn", "vqvae2", "pixelsnail_top", "pixelsnail_bottom"]   # what 05 loads
+INPUTS = ["vqvae", "pixelcnn", "vqvae2", "codes_vqvae2", "pixelsnail_top", "pixelsnail_bottom"]   # what 05 loads
 ENV = {**os.environ, "EMOJIVQ_PROFILE": "smoke", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(paths.PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
 for _key in ("EMOJIVQ_STATIC", "PAPERMILL"):   # live widgets: let helpers.widgets see a JupyterLab kernel
@@ -51,7 +51,7 @@ SERVER_START_S, RUN_ALL_S, REDRAW_S = 120, 600, 120
 
 @pytest.fixture(scope="module")
 def smoke_inputs() -> dict[str, Path]:
-    """The checkpoints 05 loads (and superres.pt when a notebook run left it), built by the
+    """The checkpoints and code grids 05 loads (and superres.pt when a notebook run left it), built by the
     pipeline first if any is missing."""
     wanted = {name: paths.checkpoint_path("smoke", name) for name in INPUTS}
     if not paths.dataset_path("smoke").exists() or not all(p.exists() for p in wanted.values()):
