@@ -36,6 +36,7 @@ class Profile:
     eval_limit: int | None       # images per split that evaluations use (FID references, reconstruction
                                  # and inpainting metrics, super-resolution): a seeded subset; None = all
     augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
+    prior_batch_size: int = 64   # 02 / 04: code grids per prior step (the notebooks' BATCH_SIZE, unless set there)
     seed: int = 0
     split: str = "identity"      # 00: "identity" (every drawing of an emoji on one side) or "random"
     curve_every: int | None = None  # every model also validates every this many steps (learning curves)
@@ -66,16 +67,19 @@ PROFILES = {
                      prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5, "transformer": 5}, vqvae2_steps=12,
                      prior2_steps=_priors2(5, 5), superres_steps=9, classifier_steps=3,
                      n_samples=16, eval_limit=32),
-    # A first look in at most 15 minutes for the whole chain: all the data, short training, and
-    # every evaluation on 200 images per split (its numbers are not comparable with full's). One
-    # prior per size, the two 05 needs: with its minutes split over every family, each prior drew
-    # scattered dots; one prior with them draws emoji shapes (docs/EXPERIMENTS.md, "A quick profile
-    # that draws emojis"). No augmented codes: a prior that trains for about two passes over the
-    # train codes gains nothing from more of them.
-    "quick": Profile("quick", max_emojis=None, vqvae_steps=500, latent16_steps=80,
-                     prior_steps={"pixelcnn": 500}, vqvae2_steps=700,
+    # A first look in at most 15 minutes for the whole chain on the slower of the two reference CPUs
+    # (Zen 4): all the data, short training, and every evaluation on 100 images per split (its
+    # numbers are not comparable with full's). One prior per size, the two 05 needs: with its
+    # minutes split over every family, each prior drew scattered dots; one prior with them draws
+    # emoji shapes (docs/EXPERIMENTS.md, "A quick profile that draws emojis"). No augmented codes: a
+    # prior that trains for about two passes over the train codes gains nothing from more of them.
+    # Half the priors' batch at the same steps: half the minutes for 0.07 nats of the PixelCNN's val
+    # NLL, where half the steps would cost more (docs/EXPERIMENTS.md, "Quick on Zen 4").
+    "quick": Profile("quick", max_emojis=None, vqvae_steps=400, latent16_steps=40,
+                     prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
-                     superres_steps=70, classifier_steps=270, n_samples=200, eval_limit=200, augment=False),
+                     superres_steps=40, classifier_steps=180, n_samples=100, eval_limit=100, augment=False,
+                     prior_batch_size=32),
     # The results: about an hour of training in all on 2 fast CPU cores, the chain within 150
     # minutes. Where each budget sits on its learning curve (docs/curves/curves/, the curves profile;
     # docs/EXPERIMENTS.md, "Learning curves of the 32 px models, and two levers (Ice Lake)" and

@@ -55,10 +55,12 @@ def begin(profile_name: str = ""):
 
 
 def train_configs(steps: dict[str, int], profile, *, lr: float | dict[str, float],
-                  **settings) -> dict[str, TrainConfig]:
-    """One TrainConfig per model of a ``steps`` budget table (``profile.prior_steps``), all else alike
-    but the learning rate, which may be one peak for all or a peak per model ({name: lr})."""
-    return {name: TrainConfig(max_steps=n, seed=profile.seed, curve_every=profile.curve_every,
+                  batch_size: int | None = None, **settings) -> dict[str, TrainConfig]:
+    """One TrainConfig per prior of a ``steps`` budget table (``profile.prior_steps``), all else alike
+    but the learning rate, which may be one peak for all or a peak per model ({name: lr}).
+    ``batch_size`` None: the profile's ``prior_batch_size``."""
+    batch_size = batch_size or profile.prior_batch_size
+    return {name: TrainConfig(max_steps=n, seed=profile.seed, curve_every=profile.curve_every, batch_size=batch_size,
                               lr=lr[name] if isinstance(lr, dict) else lr, **settings)
             for name, n in steps.items()}
 

@@ -253,6 +253,9 @@ def test_train_configs_give_every_model_its_steps_and_one_or_its_own_learning_ra
     assert [(c.max_steps, c.lr) for c in own.values()] == [(5, 1e-3), (7, 6e-3)]
     with pytest.raises(KeyError):
         stages.train_configs({"a": 5, "c": 7}, profile, lr={"a": 1e-3})
+    # no batch given: the profile's (quick halves the priors' batch, full keeps 64)
+    assert {c.batch_size for c in stages.train_configs({"a": 5}, get_profile("quick"), lr=1e-3).values()} == {32}
+    assert {c.batch_size for c in stages.train_configs({"a": 5}, get_profile("full"), lr=1e-3).values()} == {64}
 
 
 def test_budgeted_keeps_the_families_a_profile_trains_in_order_and_names_the_others(capsys):
