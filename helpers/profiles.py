@@ -73,8 +73,8 @@ PROFILES = {
     # minutes split over every family, each prior drew scattered dots; one prior with them draws
     # emoji shapes (docs/EXPERIMENTS.md, "A quick profile that draws emojis"). No augmented codes: a
     # prior that trains for about two passes over the train codes gains nothing from more of them.
-    # Half the priors' batch at the same steps: half the minutes for 0.07 nats of the PixelCNN's val
-    # NLL, where half the steps would cost more (docs/EXPERIMENTS.md, "Quick on Zen 4").
+    # The priors at half full's batch and the same steps: about half their minutes, for 0.07 nats of
+    # the PixelCNN's val NLL (docs/EXPERIMENTS.md, "Quick on Zen 4").
     "quick": Profile("quick", max_emojis=None, vqvae_steps=400, latent16_steps=40,
                      prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
