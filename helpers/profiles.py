@@ -67,14 +67,15 @@ PROFILES = {
                      prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5, "transformer": 5}, vqvae2_steps=12,
                      prior2_steps=_priors2(5, 5), superres_steps=9, classifier_steps=3,
                      n_samples=16, eval_limit=32),
-    # A first look in at most 15 minutes for the whole chain on the slower of the two reference CPUs
-    # (Zen 4): all the data, short training, and every evaluation on 100 images per split (its
-    # numbers are not comparable with full's). One prior per size, the two 05 needs: with its
-    # minutes split over every family, each prior drew scattered dots; one prior with them draws
-    # emoji shapes (docs/EXPERIMENTS.md, "A quick profile that draws emojis"). No augmented codes: a
-    # prior that trains for about two passes over the train codes gains nothing from more of them.
-    # The priors at half full's batch and the same steps: about half their minutes, for 0.07 nats of
-    # the PixelCNN's val NLL (docs/EXPERIMENTS.md, "Quick on Zen 4").
+    # A first look in at most 15 minutes for the whole chain on 2 cores with fast bf16, the slower
+    # reference CPU included (docs/PERFORMANCE.md): all the data, short training, and every
+    # evaluation on 100 images per split (its numbers are not comparable with full's). One prior
+    # per size, the two 05 needs: with its minutes split over every family, each prior drew
+    # scattered dots; one prior with them draws emoji shapes (docs/EXPERIMENTS.md, "A quick profile
+    # that draws emojis"). No augmented codes: a prior that trains for about two passes over the
+    # train codes gains nothing from more of them. The priors at half full's batch and the same
+    # steps: about half their minutes, for 0.07 nats of the PixelCNN's val NLL (docs/EXPERIMENTS.md,
+    # "A quick profile within 15 minutes").
     "quick": Profile("quick", max_emojis=None, vqvae_steps=400, latent16_steps=40,
                      prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
