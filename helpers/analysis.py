@@ -175,7 +175,7 @@ def nearest_train(images: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
 
 def memorization(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor, *,
                  sample_features: torch.Tensor, train_features: torch.Tensor, val_features: torch.Tensor,
-                 near_copy_quantile: float = 0.05) -> dict:
+                 train_feature_rows: torch.Tensor | None = None, near_copy_quantile: float = 0.05) -> dict:
     """For every generated sample its nearest train image, in Inception feature space and in
     pixels, measured against the yardstick of new real emojis: the val set (emojis never seen in
     any style) and its nearest-train distances.
@@ -186,6 +186,10 @@ def memorization(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor, 
     emojis give 0.5 by construction, so above 0.5 the samples sit closer to the train set than
     new emojis do), ``near_copy_threshold`` / ``near_copy_share`` (the same at the
     ``near_copy_quantile`` of val distances: samples closer than all but the 5% nearest new emojis).
+    ``train_feature_rows``: the rows of ``train`` that ``train_features`` are of, when the features
+    cover only a seeded subset of it (the FID reference of a profile with ``eval_limit``): the
+    Inception space then searches that subset, pixels still every train image, and both spaces'
+    ``sample_nn`` index ``train``.
     Top level: ``memorized_share`` and ``near_copy_share`` of the Inception space (the headline),
     ``*_pixel`` of pixel space, and ``order`` (samples, nearest to the train set first, Inception)
     for the samples-beside-neighbours grid.
@@ -195,6 +199,8 @@ def memorization(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor, 
                              "pixel": (_pixels(samples), _pixels(train), _pixels(val))}.items():
         sd, si = nearest(s, t)
         vd, _ = nearest(v, t)
+        if space == "inception" and train_feature_rows is not None:
+            si = train_feature_rows[si]
         threshold = float(vd.median())
         near = float(torch.quantile(vd, near_copy_quantile))
         out[space] = {"sample_dist": sd, "sample_nn": si, "val_dist": vd, "threshold": threshold,
@@ -249,14 +255,17 @@ def best_prior(metrics: dict) -> str:
 
 def memorization_of(samples, ds, size: int, profile) -> tuple[dict, torch.Tensor]:
     """:func:`memorization` of a :class:`helpers.artifacts.SampleSet` against the ``size`` px train
-    and val images of the profile's evaluation sets, with the features the writer cached; returns
-    the result and the train images it searched."""
+    images (in Inception space the profile's FID reference, with the features 02 / 04 cached; in
+    pixels all of them) and the val images of its evaluation set; returns the result and the train
+    images its indices point into."""
     from . import paths, references
 
-    train, train_features = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
+    train = ds.images(size, "train")
+    _, train_features = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
     val, val_features = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
     result = memorization(samples.images, train, val, sample_features=samples.features(paths.cache_dir()),
-                          train_features=train_features, val_features=val_features)
+                          train_features=train_features, val_features=val_features,
+                          train_feature_rows=references.subset(len(train), profile.eval_limit, profile.seed))
     return result, train
 
 

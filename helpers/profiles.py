@@ -98,12 +98,15 @@ PROFILES = {
     #   in a chain).
     # - 64 px PixelCNN 560 per level: 0.27 / 0.36 nats above its 1680 steps; the slowest steps.
     # - super-resolution 1100: val PSNR still +0.6 dB over the last quarter; chain-bound.
-    # - GAN-test classifier 1400: flat, its val accuracy at ~0.81 from step ~900 on.
+    # - GAN-test classifier 900: its val accuracy flat at ~0.81 from step ~900 on.
+    # Evaluations on a seeded 3000 of the 11,667 train images (all 2940 val images): the FID
+    # reference then costs 2 x 8667 fewer Inception passes, about 20 minutes of the
+    # chain on the slower reference CPU (docs/EXPERIMENTS.md, "Full within 150 minutes on either reference CPU").
     # Steps first set from the minute budgets: docs/EXPERIMENTS.md, "Budgets in steps".
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 2200, "gated_pixelcnn": 560, "transformer": 2200}, vqvae2_steps=3000,
-                    prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=1400,
-                    n_samples=2000, eval_limit=None),
+                    prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=900,
+                    n_samples=2000, eval_limit=3000),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
     # priors three times full's steps, every model validated every 100 steps, and evaluations as
     # quick's (its FIDs are not full's). `python -m helpers.curves --profile curves` draws them.

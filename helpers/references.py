@@ -21,7 +21,7 @@ def subset(n: int, limit: int | None, seed: int = 0) -> torch.Tensor:
 def reference(ds, size: int, split: str, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The real images of ``split`` at ``size`` px that FID and the memorization check compare
     with, and their Inception features (computed once per dataset and kept in the cache): all of
-    them, or with ``limit`` the seeded :func:`subset` of that many (the quick profile's first look)."""
+    them, or with ``limit`` the seeded :func:`subset` of that many (``Profile.eval_limit``)."""
     from .metrics import cached_features
 
     images = ds.images(size, split)

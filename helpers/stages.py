@@ -346,7 +346,9 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
         fits[family.name] = PriorFit(family, priors, trainers, autoencoder, grids)
 
     val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
-    n_choose = max(8, profile.n_samples // 10)
+    # a twentieth of the FID samples per setting (100 in full): the settings are far apart, and
+    # each sample here is a sampling pass and an Inception pass more in the chain's time
+    n_choose = max(10, profile.n_samples // 20)
     for fit in fits.values():
         train_labels = grids.labels(grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
         fit.scored = score_settings(fit.prior, autoencoder, settings, real_val, n=n_choose, seed=CHOOSE_SEED,

@@ -120,6 +120,21 @@ def test_memorization_flags_copies_and_not_new_images():
     assert summary["k"] == 4 and summary["usage_vqvae"] == 1.0 and summary["n_samples"] == 10
 
 
+def test_memorization_searches_every_train_image_in_pixels_and_the_reference_in_inception_space():
+    g = torch.Generator().manual_seed(1)
+    train = torch.randint(0, 256, (40, 3, 8, 8), generator=g, dtype=torch.uint8)
+    rows = torch.arange(0, 40, 2)                              # the Inception reference: even rows only
+    samples = train[[3, 7, 4]]                                 # two copies outside the reference, one inside
+    feats = lambda x: x.flatten(1).double() / 255              # noqa: E731  stand-in features
+    mem = analysis.memorization(samples, train, train[20:30], sample_features=feats(samples),
+                                train_features=feats(train[rows]), val_features=feats(train[20:30]),
+                                train_feature_rows=rows)
+    assert torch.equal(mem["pixel"]["sample_nn"], torch.tensor([3, 7, 4]))          # every copy found
+    assert mem["inception"]["sample_nn"][2] == 4 and mem["inception"]["sample_dist"][2] == 0
+    assert (mem["inception"]["sample_nn"] % 2 == 0).all()      # indices into train, from the reference rows
+    assert (mem["inception"]["sample_dist"][:2] > 0).all()
+
+
 def test_best_prior_is_the_lowest_fid():
     metrics = {"fid_floor": 35.0, "fid_recon": 55.0, "protocol": {"n_samples": 10},
                "pixelcnn": {"fid": 108.3, "sampling": {"temperature": 0.9, "top_k": None}},
