@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import paths
 from .checkpoints import atomic_write_json
-from .profiles import profile_names
+from .profiles import get_profile, profile_names
 
 STAMP_FORMAT = 1
 
@@ -82,7 +82,11 @@ def _digest(*parts) -> str:
 
 
 def input_digest(notebook_bytes: bytes, profile: str, previous: str | None) -> str:
-    return _digest(hashlib.sha256(notebook_bytes).hexdigest(), profile, dataset_fingerprint(profile), previous)
+    """What a notebook's outputs depend on: its code, the profile's settings (not only its name: a
+    budget edited in the profile table makes the chain run again), the dataset and the previous
+    notebook's stamp."""
+    return _digest(hashlib.sha256(notebook_bytes).hexdigest(), get_profile(profile).as_dict(),
+                   dataset_fingerprint(profile), previous)
 
 
 def snapshot(profile: str) -> dict[str, list[int]]:

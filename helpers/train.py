@@ -192,15 +192,27 @@ class Trainer:
             if best["extra"].get("completed"):
                 self._restore(best, with_optimizer=False)
                 self._log(f"loaded finished run from {self.checkpoint} (epoch {self.epoch}); "
-                          "delete it to retrain")
+                          f"delete it to retrain{self._config_note(best)}")
                 self._drop_last()   # one a finished run left behind before runs removed their own
                 return self.model
         if self.last_path is not None and self.last_path.exists():
             last = self._load(self.last_path)
             self._restore(last, with_optimizer=True)
-            self._log(f"resuming from {self.last_path} after epoch {self.epoch}")
+            self._log(f"resuming from {self.last_path} after epoch {self.epoch}{self._config_note(last)}")
         self.fit()
         return self.model
+
+    def _config_note(self, ckpt: dict) -> str:
+        """What differs between the training settings a checkpoint was made with and this run's
+        (a budget edited since, a command-line run with its own steps): loading is still allowed,
+        the log says so. The wall-clock cap, progress bars and curve points do not change a model."""
+        stored = ckpt["extra"].get("train_config") or {}
+        asked = self.config.as_dict()
+        plain = lambda v: list(v) if isinstance(v, tuple) else v   # noqa: E731  tuples come back as lists
+        differ = [f"{k} {stored[k]!r} (asked {asked[k]!r})" for k in asked
+                  if k in stored and k not in ("max_minutes", "progress", "curve_every")
+                  and plain(stored[k]) != plain(asked[k])]
+        return f" — it was made with other settings: {', '.join(differ)}" if differ else ""
 
     def _load(self, path) -> dict:
         try:

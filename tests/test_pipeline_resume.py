@@ -5,6 +5,7 @@ The skip rule is tested on a fake chain of three tiny notebooks run in this proc
 notebook would cost seconds each); the slow test kills the real smoke chain inside 02.
 """
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -89,6 +90,16 @@ def test_editing_a_notebook_reruns_it_and_every_later_one(chain):
     chain.run()
     _notebook(chain.dir / "01_b.ipynb", extra="x = 1\n")
     assert chain.run() == ["01_b", "02_c"]
+    assert chain.run() == []
+
+
+def test_an_edited_profile_setting_reruns_the_chain(chain, monkeypatch):
+    from helpers import profiles
+
+    chain.run()
+    smoke = profiles.PROFILES["smoke"]
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(smoke, vqvae_steps=smoke.vqvae_steps + 1))
+    assert chain.run() == ["00_a", "01_b", "02_c"]
     assert chain.run() == []
 
 

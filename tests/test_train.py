@@ -113,8 +113,19 @@ def test_finished_run_is_loaded_not_retrained(tmp_path, capsys):
     Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt").run()
     again = Trainer(TinyRegressor(TinyConfig()), train, val, config(), tmp_path / "m.pt")
     model = again.run()
-    assert "loaded finished run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loaded finished run" in out and "other settings" not in out
     assert model.calls.item() > 0 and again.epoch == 6
+
+
+def test_a_finished_run_with_another_budget_is_loaded_and_the_log_names_the_difference(tmp_path, capsys):
+    torch.manual_seed(0)
+    train, val = data()
+    Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=2), tmp_path / "m.pt").run()
+    again = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=4, max_minutes=9.0), tmp_path / "m.pt")
+    again.run()
+    out = capsys.readouterr().out
+    assert again.epoch == 2 and "other settings: epochs 2 (asked 4)" in out and "max_minutes" not in out
 
 
 def test_best_checkpoint_holds_the_lowest_val_loss(tmp_path):
