@@ -114,6 +114,7 @@ def bench_training(steps: int, repeats: int, only: set[str] | None) -> dict:
         fast, plain = max(runs["fast"]), max(runs["plain"])
         flops = step_flops(make, batch, data)
         out[name] = {"batch": batch, "images_per_s": round(fast, 1), "plain_images_per_s": round(plain, 1),
+                     "steps_per_s": round(fast / batch, 2),
                      "train_speedup": round(fast / plain, 2), "gflop_per_step": round(flops / 1e9, 2),
                      "gflops_per_s": round(flops / batch * fast / 1e9, 1),
                      "plain_gflops_per_s": round(flops / batch * plain / 1e9, 1),

@@ -17,6 +17,7 @@ def test_training_benchmark_reports_both_paths_every_run_and_their_ratio():
     assert row["plain_images_per_s"] == max(row["runs_images_per_s"]["plain"])
     assert abs(row["train_speedup"] - row["images_per_s"] / row["plain_images_per_s"]) < 0.01
     assert row["gflop_per_step"] > 0 and row["gflops_per_s"] > 0
+    assert abs(row["steps_per_s"] - row["images_per_s"] / row["batch"]) < 0.01
 
 
 def test_without_fast_bf16_the_one_path_is_timed_once(monkeypatch):
@@ -24,3 +25,12 @@ def test_without_fast_bf16_the_one_path_is_timed_once(monkeypatch):
     row = bench.bench_training(steps=2, repeats=2, only={"pixelcnn"})["pixelcnn"]
     assert row["runs_images_per_s"]["fast"] == row["runs_images_per_s"]["plain"]
     assert len(row["runs_images_per_s"]["plain"]) == 2 and row["train_speedup"] == 1.0
+
+
+def test_the_compile_benchmark_knows_full_s_budget_of_every_workload():
+    spec = importlib.util.spec_from_file_location(
+        "compile_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "compile_speed.py")
+    compile_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compile_speed)
+    budgets = compile_speed.full_budgets()
+    assert set(budgets) == set(bench.workloads(None)) and all(v > 0 for v in budgets.values())

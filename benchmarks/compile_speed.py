@@ -1,0 +1,92 @@
+"""Does ``torch.compile`` pay for the full profile's training runs? Eager against compiled
+training speed of each model through the one Trainer, on random data of the real shapes (the
+workloads of ``benchmarks/run.py``), on the project's path (bf16 autocast where the CPU has it).
+
+    python benchmarks/compile_speed.py [--only transformer,vqvae32] [--steps 30] [--repeats 2]
+
+Prints one JSON object, per model: images per second eager and compiled (best of ``--repeats``
+alternating runs of ``--steps`` batches, after warm-up), the seconds the first compiled steps
+took beyond their share (compiling), and what compiling would save over full's budget for that
+model: ``budget steps x (eager - compiled seconds per step) - compile seconds`` (negative: it
+costs). Compiling happens once per process, and every notebook is its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import workloads  # noqa: E402
+
+from helpers.profiles import get_profile  # noqa: E402
+from helpers.runtime import machine  # noqa: E402
+from helpers.train import TrainConfig, Trainer  # noqa: E402
+
+
+def full_budgets() -> dict[str, int]:
+    """Full's steps for each benchmark workload."""
+    p = get_profile("full")
+    return {"vqvae32": p.vqvae_steps, "vqvae2_64": p.vqvae2_steps, **p.prior_steps,
+            "pixelsnail_top": p.prior2_steps["pixelsnail_top"],
+            "pixelsnail_bottom": p.prior2_steps["pixelsnail_bottom"], "superres": p.superres_steps}
+
+
+def _fit(model, data: tuple, batch: int) -> float:
+    """Seconds of one Trainer.fit over ``data`` (whole batches only: no recompiling for a short one)."""
+    trainer = Trainer(model, data, None, TrainConfig(epochs=1, batch_size=batch, precision="auto",
+                                                     warmup_steps=1, progress=False))
+    start = time.perf_counter()
+    trainer.fit()
+    return time.perf_counter() - start
+
+
+def compare(make, batch: int, data: tuple, repeats: int, warm_steps: int = 2) -> dict:
+    torch.manual_seed(0)
+    eager, compiled = make(), make()
+    compiled.compile()
+    warm = tuple(t[:batch * warm_steps] for t in data)
+    _fit(eager, warm, batch)
+    first = _fit(compiled, warm, batch)          # compiles, then runs its warm-up steps
+    seconds = {"eager": [], "compiled": []}
+    for _ in range(repeats):                      # alternate, so that a load drift hits both alike
+        seconds["eager"].append(_fit(eager, data, batch))
+        seconds["compiled"].append(_fit(compiled, data, batch))
+    steps = len(data[0]) // batch
+    step_s = {kind: min(s) / steps for kind, s in seconds.items()}
+    return {"batch": batch, "images_per_s": round(batch / step_s["eager"], 1),
+            "compiled_images_per_s": round(batch / step_s["compiled"], 1),
+            "compile_speedup": round(step_s["eager"] / step_s["compiled"], 3),
+            "compile_seconds": round(first - warm_steps * step_s["compiled"], 1),
+            "step_seconds": {k: round(v, 4) for k, v in step_s.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed batches per run")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", default=None, help="comma-separated workload names")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    budgets = full_budgets()
+    out = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "models": {}}
+    for name, (make, batch, make_data) in workloads(torch.Generator().manual_seed(0)).items():
+        if only and name not in only:
+            continue
+        r = compare(make, batch, make_data(batch * args.steps), args.repeats)
+        saved = budgets[name] * (r["step_seconds"]["eager"] - r["step_seconds"]["compiled"]) - r["compile_seconds"]
+        r.update(full_steps=budgets[name], full_minutes_saved=round(saved / 60, 2))
+        out["models"][name] = r
+        print(f"{name}: {r}", file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
