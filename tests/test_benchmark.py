@@ -27,10 +27,10 @@ def test_without_fast_bf16_the_one_path_is_timed_once(monkeypatch):
     assert len(row["runs_images_per_s"]["plain"]) == 2 and row["train_speedup"] == 1.0
 
 
-def test_the_compile_benchmark_knows_full_s_budget_of_every_workload():
+def test_the_long_runs_benchmark_knows_full_s_budget_of_every_workload():
     spec = importlib.util.spec_from_file_location(
-        "compile_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "compile_speed.py")
-    compile_speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compile_speed)
-    budgets = compile_speed.full_budgets()
+        "long_runs", Path(__file__).resolve().parents[1] / "benchmarks" / "long_runs.py")
+    long_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(long_runs)
+    budgets = long_runs.full_budgets()
     assert set(budgets) == set(bench.workloads(None)) and all(v > 0 for v in budgets.values())

@@ -1,14 +1,18 @@
-"""Does ``torch.compile`` pay for the full profile's training runs? Eager against compiled
-training speed of each model through the one Trainer, on random data of the real shapes (the
-workloads of ``benchmarks/run.py``), on the project's path (bf16 autocast where the CPU has it).
+"""What would make the full profile's long training runs faster: ``torch.compile``, or twice the
+batch? Training speed of each model through the one Trainer, on random data of the real shapes
+(the workloads of ``benchmarks/run.py``), on the project's path (bf16 autocast where the CPU has
+it): eager at the profile's batch, compiled at that batch, eager at twice it.
 
-    python benchmarks/compile_speed.py [--only transformer,vqvae32] [--steps 30] [--repeats 2]
+    python benchmarks/long_runs.py [--only transformer,vqvae32] [--steps 30] [--repeats 2]
 
-Prints one JSON object, per model: images per second eager and compiled (best of ``--repeats``
-alternating runs of ``--steps`` batches, after warm-up), the seconds the first compiled steps
-took beyond their share (compiling), and what compiling would save over full's budget for that
-model: ``budget steps x (eager - compiled seconds per step) - compile seconds`` (negative: it
-costs). Compiling happens once per process, and every notebook is its own process.
+Prints one JSON object, per model: images per second of each (best of ``--repeats`` alternating
+runs of ``--steps`` batches, after warm-up), the seconds the first compiled steps took beyond
+their share (compiling: once per process, and every notebook is its own process), and what each
+would save over full's budget for that model, in minutes (negative: it costs):
+``compile_minutes_saved`` = budget x (eager - compiled seconds per step) - compile seconds;
+``double_batch_minutes_saved`` = the budget's steps against half as many of twice the batch
+(the same images seen; whether a scaled learning rate then trains as well is a training run's
+question, worth asking only where this is clearly positive).
 """
 
 from __future__ import annotations
@@ -48,20 +52,24 @@ def _fit(model, data: tuple, batch: int) -> float:
 
 
 def compare(make, batch: int, data: tuple, repeats: int, warm_steps: int = 2) -> dict:
+    """Seconds per step of eager (batch), compiled (batch) and eager at twice the batch over the
+    same ``data``, and the compile time."""
     torch.manual_seed(0)
     eager, compiled = make(), make()
     compiled.compile()
-    warm = tuple(t[:batch * warm_steps] for t in data)
+    warm = tuple(t[:2 * batch * warm_steps] for t in data)
     _fit(eager, warm, batch)
-    first = _fit(compiled, warm, batch)          # compiles, then runs its warm-up steps
-    seconds = {"eager": [], "compiled": []}
-    for _ in range(repeats):                      # alternate, so that a load drift hits both alike
-        seconds["eager"].append(_fit(eager, data, batch))
-        seconds["compiled"].append(_fit(compiled, data, batch))
-    steps = len(data[0]) // batch
-    step_s = {kind: min(s) / steps for kind, s in seconds.items()}
+    _fit(eager, warm, 2 * batch)
+    first = _fit(compiled, tuple(t[:batch * warm_steps] for t in warm), batch)   # compiles, then warms up
+    runs = {"eager": (eager, batch), "compiled": (compiled, batch), "double_batch": (eager, 2 * batch)}
+    seconds = {kind: [] for kind in runs}
+    for _ in range(repeats):                      # alternate, so that a load drift hits all alike
+        for kind, (model, b) in runs.items():
+            seconds[kind].append(_fit(model, data, b))
+    step_s = {kind: min(seconds[kind]) / (len(data[0]) // b) for kind, (_, b) in runs.items()}
     return {"batch": batch, "images_per_s": round(batch / step_s["eager"], 1),
             "compiled_images_per_s": round(batch / step_s["compiled"], 1),
+            "double_batch_images_per_s": round(2 * batch / step_s["double_batch"], 1),
             "compile_speedup": round(step_s["eager"] / step_s["compiled"], 3),
             "compile_seconds": round(first - warm_steps * step_s["compiled"], 1),
             "step_seconds": {k: round(v, 4) for k, v in step_s.items()}}
@@ -80,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             continue
         r = compare(make, batch, make_data(batch * args.steps), args.repeats)
-        saved = budgets[name] * (r["step_seconds"]["eager"] - r["step_seconds"]["compiled"]) - r["compile_seconds"]
-        r.update(full_steps=budgets[name], full_minutes_saved=round(saved / 60, 2))
+        s, n = r["step_seconds"], budgets[name]
+        r.update(full_steps=n,
+                 compile_minutes_saved=round((n * (s["eager"] - s["compiled"]) - r["compile_seconds"]) / 60, 2),
+                 double_batch_minutes_saved=round(n * (s["eager"] - s["double_batch"] / 2) / 60, 2))
         out["models"][name] = r
         print(f"{name}: {r}", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=2))
