@@ -179,6 +179,12 @@ def time_capped(metrics: dict | None, key: str) -> bool:
     return isinstance(owner, dict) and owner.get("time_capped") is True
 
 
+def _n_reference(p: dict):
+    """How many train images an FID was measured against: the profile's seeded FID reference
+    (``n_reference``), else (older metrics files) the whole train split."""
+    return p.get("n_reference", p.get("n_train", "?"))
+
+
 def protocol_text(metrics: dict | None) -> str:
     """The protocol of one metrics file in a few words: split, image counts, image size, N samples."""
     p = (metrics or {}).get("protocol") or {}
@@ -194,7 +200,7 @@ def protocol_text(metrics: dict | None) -> str:
         size = p["image_size"]
         parts.append(f"{size}x{size} px" if isinstance(size, int) else f"{size} px")
     if "n_samples" in p:
-        parts.append(f"N = {p['n_samples']} samples vs {p.get('reference', 'train images')}")
+        parts.append(f"N = {p['n_samples']} samples vs {_n_reference(p)} {p.get('reference', 'train images')}")
     for key in ("masks", "n_masks", "mask", "select"):
         if key in p:
             parts.append(f"{key.replace('_', ' ')}: {p[key]}")
@@ -235,9 +241,9 @@ def row_protocol(row: Row, metrics: dict | None) -> str:
     size = p.get("image_size")
     parts = [f"{size} px"] if isinstance(size, int) else []
     if row.key in ("fid_floor", "fid_recon"):
-        parts.append(f"{p.get('n_val', '?')} val vs {p.get('n_train', '?')} train")
+        parts.append(f"{p.get('n_val_reference', p.get('n_val', '?'))} val vs {_n_reference(p)} train")
     elif row.kind == "fid" and "n_samples" in p:
-        parts.append(f"N = {p['n_samples']} vs {p.get('n_train', '?')} train")
+        parts.append(f"N = {p['n_samples']} vs {_n_reference(p)} train")
     elif row.stage == "analysis" and "n_samples" in p:
         parts.append(f"N = {p['n_samples']} samples")
     else:

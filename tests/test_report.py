@@ -154,6 +154,17 @@ def test_a_subset_evaluation_is_named_in_the_protocol_and_the_row(artifacts):
     assert report.protocol_text({"protocol": whole}) == report.protocol_text({"protocol": PROTOCOL32})
 
 
+def test_an_fid_row_names_the_reference_it_was_measured_against(artifacts):
+    prior = {**METRICS["prior_vqvae"],
+             "protocol": {**PROTOCOL32, "n_samples": 2000, "reference": "train images", "n_reference": 300,
+                          "n_val_reference": 200}}
+    (artifacts / "prior_vqvae.json").write_text(json.dumps(prior))
+    df = report.results_table("smoke")
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "FID floor (val images)", "measured on") == "32 px, 200 val vs 300 train"
+    assert _cell(df, "PixelCNN prior (VQ-VAE)", "PixelCNN FID", "measured on") == "32 px, N = 2000 vs 300 train"
+    assert "N = 2000 samples vs 300 train images" in report.protocol_text(prior)
+
+
 def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(artifacts, tmp_path):
     machine = {"cpu": "x86_64", "cpu_capability": "AVX2", "fast_bf16": False, "threads": 2,
                "torch": "2.14.1", "commit": "abc1234"}
