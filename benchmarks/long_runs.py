@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import workloads  # noqa: E402
+from run import fit_seconds, workloads  # noqa: E402
 
 from helpers.profiles import get_profile  # noqa: E402
 from helpers.runtime import machine  # noqa: E402
-from helpers.train import TrainConfig, Trainer  # noqa: E402
 
 
 def full_budgets() -> dict[str, int]:
@@ -42,30 +40,22 @@ def full_budgets() -> dict[str, int]:
             "pixelsnail_bottom": p.prior2_steps["pixelsnail_bottom"], "superres": p.superres_steps}
 
 
-def _fit(model, data: tuple, batch: int) -> float:
-    """Seconds of one Trainer.fit over ``data`` (whole batches only: no recompiling for a short one)."""
-    trainer = Trainer(model, data, None, TrainConfig(epochs=1, batch_size=batch, precision="auto",
-                                                     warmup_steps=1, progress=False))
-    start = time.perf_counter()
-    trainer.fit()
-    return time.perf_counter() - start
-
-
 def compare(make, batch: int, data: tuple, repeats: int, warm_steps: int = 2) -> dict:
     """Seconds per step of eager (batch), compiled (batch) and eager at twice the batch over the
-    same ``data``, and the compile time."""
+    same ``data`` (whole batches of both sizes: a short last batch would make the compiled model
+    compile again), and the compile time."""
     torch.manual_seed(0)
     eager, compiled = make(), make()
     compiled.compile()
     warm = tuple(t[:2 * batch * warm_steps] for t in data)
-    _fit(eager, warm, batch)
-    _fit(eager, warm, 2 * batch)
-    first = _fit(compiled, tuple(t[:batch * warm_steps] for t in warm), batch)   # compiles, then warms up
+    fit_seconds(eager, warm, batch)
+    fit_seconds(eager, warm, 2 * batch)
+    first = fit_seconds(compiled, tuple(t[:batch * warm_steps] for t in warm), batch)   # compiles, then warms up
     runs = {"eager": (eager, batch), "compiled": (compiled, batch), "double_batch": (eager, 2 * batch)}
     seconds = {kind: [] for kind in runs}
     for _ in range(repeats):                      # alternate, so that a load drift hits all alike
         for kind, (model, b) in runs.items():
-            seconds[kind].append(_fit(model, data, b))
+            seconds[kind].append(fit_seconds(model, data, b))
     step_s = {kind: min(seconds[kind]) / (len(data[0]) // b) for kind, (_, b) in runs.items()}
     return {"batch": batch, "images_per_s": round(batch / step_s["eager"], 1),
             "compiled_images_per_s": round(batch / step_s["compiled"], 1),

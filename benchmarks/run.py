@@ -81,11 +81,16 @@ def train_rate(make, batch: int, data: tuple, precision: str) -> float:
     model = make()
     warm = tuple(t[:batch] for t in data)
     Trainer(model, warm, None, TrainConfig(epochs=1, batch_size=batch, precision=precision, progress=False)).fit()
+    return len(data[0]) / fit_seconds(model, data, batch, precision)
+
+
+def fit_seconds(model, data: tuple, batch: int, precision: str = "auto") -> float:
+    """Seconds of one Trainer.fit: one pass over ``data`` at ``batch``."""
     trainer = Trainer(model, data, None, TrainConfig(epochs=1, batch_size=batch, precision=precision,
                                                      warmup_steps=1, progress=False))
     start = time.perf_counter()
     trainer.fit()
-    return len(data[0]) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def step_flops(make, batch: int, data: tuple) -> int:

@@ -100,8 +100,8 @@ PROFILES = {
     # - super-resolution 1100: val PSNR still +0.6 dB over the last quarter; chain-bound.
     # - GAN-test classifier 900: its val accuracy flat at ~0.81 from step ~900 on.
     # Evaluations on a seeded 3000 of the 11,667 train images (all 2940 val images): the FID
-    # reference then costs 2 x 8667 fewer Inception passes, about 20 minutes of the
-    # chain on the slower reference CPU (docs/EXPERIMENTS.md, "Full within 150 minutes on either reference CPU").
+    # reference then costs 2 x 8667 fewer Inception passes, about 20 minutes of the chain on the
+    # slower reference CPU (docs/EXPERIMENTS.md, "Full within 150 minutes on either reference CPU").
     # Steps first set from the minute budgets: docs/EXPERIMENTS.md, "Budgets in steps".
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 2200, "gated_pixelcnn": 560, "transformer": 2200}, vqvae2_steps=3000,
