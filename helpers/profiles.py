@@ -74,35 +74,32 @@ PROFILES = {
     # scattered dots; one prior with them draws emoji shapes (docs/EXPERIMENTS.md, "A quick profile
     # that draws emojis"). No augmented codes: a prior that trains for about two passes over the
     # train codes gains nothing from more of them. The priors at half full's batch and the same
-    # steps: about half their minutes, for 0.07 nats of the PixelCNN's val NLL (docs/EXPERIMENTS.md,
-    # "A quick profile within 15 minutes").
+    # steps: about half their minutes, for a small loss of val NLL (docs/EXPERIMENTS.md, "A quick
+    # profile within 15 minutes").
     "quick": Profile("quick", max_emojis=None, vqvae_steps=400, latent16_steps=40,
                      prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
                      superres_steps=40, classifier_steps=180, n_samples=100, eval_limit=100, augment=False,
                      prior_batch_size=32),
-    # The results: about an hour of training in all on 2 fast CPU cores, the chain within 150
-    # minutes. Where each budget sits on its learning curve (docs/curves/curves/, the curves profile;
-    # docs/EXPERIMENTS.md, "Learning curves of the 32 px models, and two levers (Ice Lake)" and
-    # "Learning curves of the 64 px models"):
-    # - VQ-VAE 6000: val PSNR +0.09 dB over the last quarter of the steps: close to flat.
+    # The results, the whole chain within 150 minutes on 2 fast CPU cores. Why each budget sits
+    # where it does: docs/EXPERIMENTS.md, "Decisions", and the sections it names (the learning
+    # curves of the curves profile are in docs/curves/curves/):
+    # - VQ-VAE 6000: its val PSNR is close to flat by then.
     # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
-    # - PixelCNN and transformer 2200: val NLL falls 0.19 / 0.34 nats from 1000 to 2000 steps and
-    #   0.08 / 0.13 more to 3300; 2200 is what fits the chain beside them.
-    # - gated PixelCNN 560: 0.37 nats above its 1680, but behind the PixelCNN at equal steps at
-    #   half its speed: the weakest 32 px prior gets the fewest.
-    # - VQ-VAE-2 3000: val PSNR still +0.30 dB over the last quarter: bound by the chain, not flat.
-    # - PixelSNAIL 1100 per level: val NLL falls 0.15 (top) / 0.21 (bottom) nats more by 3300, and
-    #   FID 103.8 -> 89.1 ("The 64 px PixelSNAIL at three times full's steps"), for 14 more training
-    #   minutes than the chain's 150 have room for (the bottom's 3300 alone: 95.9, +7 min, untimed
-    #   in a chain).
-    # - 64 px PixelCNN 560 per level: 0.27 / 0.36 nats above its 1680 steps; the slowest steps.
-    # - super-resolution 1100: val PSNR still +0.6 dB over the last quarter; chain-bound.
-    # - GAN-test classifier 900: its val accuracy flat at ~0.81 from step ~900 on.
-    # Evaluations on a seeded 3000 of the 11,667 train images (all 2940 val images): the FID
-    # reference then costs 2 x 8667 fewer Inception passes, about 20 minutes of the chain on the
-    # slower reference CPU (docs/EXPERIMENTS.md, "Full within 150 minutes on either reference CPU").
-    # Steps first set from the minute budgets: docs/EXPERIMENTS.md, "Budgets in steps".
+    # - PixelCNN and transformer 2200: both still gain beyond it; 2200 is what fits the chain.
+    # - gated PixelCNN 560: behind the PixelCNN at equal steps, at half its speed: the weakest
+    #   32 px prior gets the fewest.
+    # - VQ-VAE-2 3000: still rising: bound by the chain, not by a flat curve.
+    # - PixelSNAIL 1100 per level: three times the steps is the largest lever measured on the 64 px
+    #   samples, and more training than the chain has room for (docs/EXPERIMENTS.md, "The 64 px
+    #   PixelSNAIL at three times full's steps").
+    # - 64 px PixelCNN 560 per level: far from flat, and the slowest steps of the chain.
+    # - super-resolution 1100: still rising; chain-bound.
+    # - GAN-test classifier 900: its val accuracy is flat from there on.
+    # Evaluations on a seeded 3000 of the 11,667 train images (every val image): a smaller FID
+    # reference is what fit the chain in its minutes (docs/EXPERIMENTS.md, "Full within 150 minutes
+    # on either reference CPU"). Steps first set from the minute budgets: docs/EXPERIMENTS.md,
+    # "Budgets in steps".
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 2200, "gated_pixelcnn": 560, "transformer": 2200}, vqvae2_steps=3000,
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=900,

@@ -100,8 +100,8 @@ def machine() -> dict:
 
 
 def cpu_model(cpuinfo: os.PathLike | str = "/proc/cpuinfo") -> str | None:
-    """The CPU's model name with its family and model numbers ("Intel(R) Xeon(R) Processor @ 2.60GHz,
-    family 6 model 106"), read from Linux's ``cpuinfo``: under a hypervisor the name alone can be
+    """The CPU's model name with its family and model numbers ("<model name>, family F model M"),
+    read from Linux's ``cpuinfo``: under a hypervisor the name alone can be
     generic, and the numbers tell one generation from the next. None where there is no such file."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")

@@ -8,7 +8,7 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
   says so (``time_capped``), since its model then depends on the machine's speed;
 * gradient clipping (on by default), bf16 autocast and channels_last where the hardware computes
   in bf16 natively (``precision="auto"``, the default; "fp32" switches both off, "bf16" forces
-  them: emulated bf16 is ~10x slower than fp32);
+  them: emulated bf16 is far slower than fp32, docs/PERFORMANCE.md, "On a CPU without fast bf16");
 * early stopping on the validation loss, the best weights kept in ``<name>.pt``;
 * optionally an exponential moving average of the weights (``ema_decay``), which is what is
   validated, kept as the best weights and returned;

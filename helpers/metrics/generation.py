@@ -30,7 +30,8 @@ def fid_from_features(f1, f2, method: str = "auto") -> float:
         non-symmetric 2048x2048 product, the slow way.
     ``"eigh"``: the symmetric R S2 R with R = S1^(1/2) has the same eigenvalues (AB and BA
         share them); R is cached in the stats dict, so repeated FIDs against one real set
-        cost one symmetric eigendecomposition each (~4x faster).
+        cost one symmetric eigendecomposition each, far cheaper (docs/PERFORMANCE.md,
+        "Measurements behind the code").
     ``"samples"``: with S = A^T A, A the centred features / sqrt(n-1), the trace is the sum
         of singular values of A1 A2^T (n1 x n2): exact, and cheap when one set is small.
     ``"auto"``: "samples" when both are features and one set has <= 1024 images, else "eigh".
@@ -87,7 +88,8 @@ def kid_from_features(fake: torch.Tensor, real: torch.Tensor, subset_size: int =
 def precision_recall_from_features(fake: torch.Tensor, real: torch.Tensor, neighborhood: int = 3) -> tuple[float, float]:
     """(precision, recall) with k-NN manifolds (k = 3), torch-fidelity's convention: precision =
     share of fakes inside the real manifold, recall = share of reals inside the fake one.
-    float32 like torch-fidelity itself (the distance matrices of 6000 images stay ~150 MB)."""
+    float32 like torch-fidelity itself (the distance matrices of 6000 images, 6000 x 6000 each,
+    stay half the size of float64 ones)."""
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
     out = prc_features_to_metric(fake.float().cpu(), real.float().cpu(), prc_neighborhood=neighborhood,

@@ -370,7 +370,7 @@ class PixelSNAIL(Configurable, nn.Module):
         inputs = corrupt_codes(codes, self.config.token_dropout, self.config.num_codes) if self.training else codes
         logits = self(inputs, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
         nll = F.cross_entropy(logits, codes.reshape(-1))
-        with torch.no_grad():   # argmax over fp32 rows: ~3x faster on CPU than over bf16 ones
+        with torch.no_grad():   # argmax over fp32 rows: faster on CPU than over bf16 ones (as in pixelcnn.py)
             acc = (logits.argmax(1) == codes.reshape(-1)).float().mean()
         return nll, {"nll": nll.item(), "acc": acc.item()}
 

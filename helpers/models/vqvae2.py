@@ -61,10 +61,9 @@ class VQVAE2Config:
 
 # The report's setting (EMBED_DIM 256, NUM_EMBEDDINGS 512 at both levels; channels as rosinality's
 # vq-vae-2-pytorch, which it followed: 128 hidden, 32 residual channels; MSE + commitment only)
-# and ours: a smaller code dimension, an SSIM term, and 256 top codes. Measured (2 min, 1 core,
-# lr 2e-3, batch 32): with 512 top codes only 62% were used on val (perplexity 141); with 256,
-# 98% (perplexity 174), at the same PSNR — the bottom level carries the detail, the top needs
-# fewer, better-used codes (and its prior a smaller vocabulary).
+# and ours: a smaller code dimension, an SSIM term, and 256 top codes. The bottom level carries the
+# detail, so the top needs fewer, better-used codes, and its prior a smaller vocabulary: with 512
+# many top codes went unused at the same PSNR (docs/EXPERIMENTS.md, "256 top codes for the VQ-VAE-2").
 VQVAE2_CONFIGS = {
     "report": VQVAE2Config(hidden=128, res_hidden=32, decoder_hidden=128, embed_dim=256,
                            num_codes_top=512, num_codes_bottom=512, ssim_weight=0.0, l1_weight=0.0),
