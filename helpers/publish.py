@@ -25,7 +25,7 @@ from .checkpoints import atomic_write
 from .pipeline import stamp_path
 
 EXPORT_DIR = paths.PROJECT_ROOT / "docs" / "notebooks"
-MAX_BYTES = 8 * 2 ** 20          # all pages together: a few MB in the repository, not tens
+MAX_BYTES = 10 * 2 ** 20         # all pages together: a few MB in the repository, not tens
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MATHJAX = ('<script>window.MathJax = {tex: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]]}};</script>\n'
            '<script async src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>\n')
@@ -65,10 +65,17 @@ def _last_state(text: str) -> str:
     return "\n".join(lines)
 
 
+def _local(text: str) -> str:
+    """``text`` with the publisher's own folders written as the repository's (``artifacts/...``)."""
+    for root, name in ((paths.ARTIFACTS_ROOT, "artifacts"), (paths.PROJECT_ROOT, ".")):
+        text = text.replace(f"{root}/", f"{name}/")
+    return text
+
+
 def _readable(nb):
     """The notebook without what a static page cannot show: widget views (their live state is
     not in the file; the explorers leave a static figure beside them) and the overwritten states
-    of progress bars."""
+    of progress bars; paths on the publisher's disk read as the repository's."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -78,7 +85,7 @@ def _readable(nb):
             if WIDGET_VIEW in out.get("data", {}):
                 continue
             if out.output_type == "stream":
-                out.text = _last_state(out.text)
+                out.text = _local(_last_state(out.text))
             outputs.append(out)
         cell.outputs = outputs
     return nb

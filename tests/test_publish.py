@@ -40,7 +40,8 @@ def _png() -> bytes:
 def _executed(folder, name, png=b"", finished=True, text="# A notebook\n\nWhat it shows."):
     """An executed notebook as the pipeline leaves it: a figure, a redrawn progress bar, a widget view."""
     figure = new_output("display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})
-    progress = new_output("stream", name="stderr", text="\r  0%|     | 0/9\r 50%|##   | 4/9\r100%|#####| 9/9\n")
+    progress = new_output("stream", name="stderr", text="\r  0%|     | 0/9\r 50%|##   | 4/9\r100%|#####| 9/9\n"
+                          f"saved -> {paths.ARTIFACTS_ROOT}/smoke/vqvae.pt\n")
     widget = new_output("display_data", data={publish.WIDGET_VIEW: {"model_id": "abc", "version_major": 2},
                                               "text/plain": "HBox(children=(...))"})
     nb = new_notebook(cells=[new_markdown_cell(text), new_code_cell("show()", outputs=[figure, progress, widget],
@@ -63,6 +64,7 @@ def test_a_finished_notebook_becomes_one_self_contained_page(runs, tmp_path):
     assert "What it shows." in page and "<title>01_vqvae</title>" in page
     assert "9/9" in page and "4/9" not in page                                   # a progress bar's last state
     assert "model_id" not in page and "HBox" not in page                         # no dead widget views
+    assert "saved -&gt; artifacts/smoke/vqvae.pt" in page and str(tmp_path) not in page   # no publisher's paths
     assert "MathJax" not in page                                                 # no maths, no script
     index = (out / "README.md").read_text()
     assert "[`01_vqvae.html`](01_vqvae.html)" in index and "--profile smoke --readme" in index
