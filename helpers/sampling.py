@@ -28,6 +28,7 @@ twice in one batch, with its category and with "no category", and the codes are 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
@@ -94,69 +95,79 @@ def _pick_method(prior, method: str) -> str:
     return method
 
 
-@torch.no_grad()   # not inference_mode: the codes may feed autograd later
-def _sample(prior, n, shape, *, labels, temperature, top_k, batch_size, generator, cond, method, progress,
-            known_codes=None, known_mask=None, return_nll=False, guidance=1.0):
-    H, W = shape
+# ---- the sampler: a loop over positions, and the layers over it -----------------------------------
+# ``draw(logits, i, j) -> codes (n,)`` turns the prior's logits at (i, j) into the codes there;
+# guidance, inpainting and the NLL each wrap it, so the loop itself knows none of them.
+
+def _logits_at(prior, method: str, grids: torch.Tensor, labels, cond):
+    """(i, j) -> the prior's logits (m, K) at (i, j) of ``grids`` (m, H, W), whose codes before
+    (i, j) are filled in: from its incremental evaluator, or a forward on the rows so far
+    ("crop") or on the whole grid ("naive")."""
+    if method == "incremental":
+        state = prior.start_sampling(len(grids), grids.shape[1:], labels, cond)
+        return lambda i, j: state.step(grids, i, j)
+
+    def at(i: int, j: int) -> torch.Tensor:
+        rows = i + 1 if method == "crop" else grids.shape[1]
+        return prior(grids[:, :rows], labels, None if cond is None else cond[:, :, :rows])[:, :, i, j]
+    return at
+
+
+def _fill(grids: torch.Tensor, logits_at, draw, bar) -> None:
+    """The sampler: every position of ``grids`` in raster order gets the codes ``draw`` makes of the
+    logits there. Under guidance ``grids`` holds each grid twice and a draw fills both copies."""
+    H, W = grids.shape[1:]
+    for i in range(H):
+        for j in range(W):
+            drawn = draw(logits_at(i, j), i, j)
+            grids.unflatten(0, (-1, len(drawn)))[:, :, i, j] = drawn
+            bar.update(1)
+
+
+def _drawing(temperature: float, top_k: int | None, generator):
+    """The plain draw: one code per row of the logits, at ``temperature`` within the ``top_k``."""
+    return lambda logits, i, j: _draw(logits, temperature, top_k, generator)
+
+
+def _guided(draw, guidance: float):
+    """Classifier-free guidance over logits whose first half is each grid with its labels and whose
+    second half is the same grids with none: the draw sees uncond + w * (cond - uncond)."""
+    def guided(logits, i, j):
+        given, free = logits.float().chunk(2)
+        return draw(free + guidance * (given - free), i, j)
+    return guided
+
+
+def _keeping(draw, known_codes: torch.Tensor, known_mask: torch.Tensor):
+    """Inpainting: where ``known_mask`` is set the known code replaces the draw, which is still made,
+    so the random stream stays that of unconstrained sampling."""
+    def keeping(logits, i, j):
+        return torch.where(known_mask[:, i, j], known_codes[:, i, j], draw(logits, i, j))
+    return keeping
+
+
+def _scoring(draw, nll: torch.Tensor):
+    """Adds each grid's -log p of the code it gets to ``nll``, under the model's own logits (the
+    first rows, those with the labels: temperature 1, no top-k, no guidance)."""
+    def scoring(logits, i, j):
+        drawn = draw(logits, i, j)
+        nll.sub_(F.log_softmax(logits[:len(drawn)].float(), -1).gather(1, drawn[:, None])[:, 0])
+        return drawn
+    return scoring
+
+
+@contextmanager
+def _evaluating(prior):
+    """``prior`` in eval mode (BatchNorm on its running statistics, no dropout), its mode restored after."""
     was_training = prior.training
-    prior.eval()   # BatchNorm must use its running statistics, dropout must be off
-    device = device_of(prior)
-    labels = _labels_for(labels, n, device)
-    null = _guided_labels(prior, labels, guidance)
-    out = torch.zeros(n, H, W, dtype=torch.long, device=device)
-    nll = torch.zeros(n, device=device) if return_nll else None
-    if (known_codes is None) != (known_mask is None):
-        raise ValueError("known_codes and known_mask go together")
-    if known_mask is not None:
-        known_codes, known_mask = known_codes.to(device).long(), known_mask.to(device).bool()
-        if known_codes.shape != (n, H, W) or known_mask.shape != (n, H, W):
-            raise ValueError(f"known_codes and known_mask must be {(n, H, W)}, got "
-                             f"{tuple(known_codes.shape)} and {tuple(known_mask.shape)}")
-    n_batches = math.ceil(n / batch_size)
-    bar = tqdm(total=n_batches * H * W, desc=f"sampling ({method})", disable=not progress, leave=False)
+    prior.eval()
     try:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            codes = out[start:stop]
-            lab = None if labels is None else labels[start:stop]
-            c = None if cond is None else cond[start:stop].to(device)
-            if null is not None:   # guidance: each grid twice, with its category and with none
-                lab = torch.cat([lab, null.expand_as(lab)])
-                c = None if c is None else torch.cat([c, c])
-                grids = codes.repeat(2, 1, 1)
-            else:
-                grids = codes
-            state = prior.start_sampling(len(grids), (H, W), lab, c) if method == "incremental" else None
-            for i in range(H):
-                rows = i + 1 if method == "crop" else H
-                x = grids[:, :rows]
-                cx = None if c is None else c[:, :, :rows]
-                for j in range(W):
-                    if state is not None:
-                        logits = state.step(grids, i, j)
-                    else:
-                        logits = prior(x, lab, cx)[:, :, i, j]
-                    model_logits = logits
-                    if null is not None:
-                        model_logits, free = logits.float().chunk(2)
-                        logits = free + guidance * (model_logits - free)
-                    drawn = _draw(logits, temperature, top_k, generator)
-                    if known_mask is not None:   # given codes replace the draw (same random stream)
-                        k = known_mask[start:stop, i, j]
-                        drawn = torch.where(k, known_codes[start:stop, i, j], drawn)
-                    codes[:, i, j] = drawn
-                    if null is not None:
-                        grids[:, i, j] = drawn.repeat(2)
-                    if nll is not None:   # the model's own -log p (temperature 1, no top-k, no guidance)
-                        nll[start:stop] -= F.log_softmax(model_logits.float(), -1).gather(1, drawn[:, None])[:, 0]
-                    bar.update(1)
+        yield
     finally:
-        bar.close()
         prior.train(was_training)
-    out = out.cpu()   # callers store, decode and compare codes on the CPU
-    return (out, nll.cpu()) if return_nll else out
 
 
+@torch.no_grad()   # not inference_mode: the codes may feed autograd later
 def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float = 1.0,
                  top_k: int | None = None, batch_size: int = 256, generator: torch.Generator | None = None,
                  cond: torch.Tensor | None = None, progress: bool = True,
@@ -182,19 +193,45 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
         every code given the codes before it, at temperature 1 and without top-k or guidance,
         i.e. what ``prior.nll_per_image`` computes, collected from the logits sampling already made.
     """
-    return _sample(prior, n, tuple(shape), labels=labels, temperature=temperature, top_k=top_k,
-                   batch_size=batch_size, generator=generator, cond=cond, method=_pick_method(prior, method),
-                   progress=progress, known_codes=known_codes, known_mask=known_mask, return_nll=return_nll,
-                   guidance=guidance)
+    method, (H, W) = _pick_method(prior, method), tuple(shape)
+    device = device_of(prior)
+    labels = _labels_for(labels, n, device)
+    null = _guided_labels(prior, labels, guidance)
+    if (known_codes is None) != (known_mask is None):
+        raise ValueError("known_codes and known_mask go together")
+    if known_mask is not None:
+        known_codes, known_mask = known_codes.to(device).long(), known_mask.to(device).bool()
+        if known_codes.shape != (n, H, W) or known_mask.shape != (n, H, W):
+            raise ValueError(f"known_codes and known_mask must be {(n, H, W)}, got "
+                             f"{tuple(known_codes.shape)} and {tuple(known_mask.shape)}")
+    out = torch.zeros(n, H, W, dtype=torch.long, device=device)
+    nll = torch.zeros(n, device=device) if return_nll else None
+    bar = tqdm(total=math.ceil(n / batch_size) * H * W, desc=f"sampling ({method})", disable=not progress,
+               leave=False)
+    with _evaluating(prior), bar:
+        for start in range(0, n, batch_size):
+            b = slice(start, start + batch_size)
+            grids, lab = out[b], None if labels is None else labels[b]
+            c = None if cond is None else cond[b].to(device)
+            draw = _drawing(temperature, top_k, generator)
+            if null is not None:   # each grid twice in one batch: with its labels and with none
+                grids, lab, c = grids.repeat(2, 1, 1), torch.cat([lab, null.expand_as(lab)]), \
+                    None if c is None else torch.cat([c, c])
+                draw = _guided(draw, guidance)
+            if known_mask is not None:
+                draw = _keeping(draw, known_codes[b], known_mask[b])
+            if nll is not None:
+                draw = _scoring(draw, nll[b])
+            _fill(grids, _logits_at(prior, method, grids, lab, c), draw, bar)
+            out[b] = grids[:len(out[b])]
+    out = out.cpu()   # callers store, decode and compare codes on the CPU
+    return (out, nll.cpu()) if return_nll else out
 
 
-def sample_codes_naive(prior, n: int, shape=(8, 8), *, labels=None, temperature: float = 1.0,
-                       top_k: int | None = None, batch_size: int = 256,
-                       generator: torch.Generator | None = None, cond: torch.Tensor | None = None,
-                       progress: bool = True) -> torch.Tensor:
-    """The reference sampler: re-runs the prior on the whole grid at every position."""
-    return _sample(prior, n, tuple(shape), labels=labels, temperature=temperature, top_k=top_k,
-                   batch_size=batch_size, generator=generator, cond=cond, method="naive", progress=progress)
+def sample_codes_naive(prior, n: int, shape=(8, 8), **kwargs) -> torch.Tensor:
+    """The reference sampler: re-runs the prior on the whole grid at every position (the
+    keywords of :func:`sample_codes`)."""
+    return sample_codes(prior, n, shape, method="naive", **kwargs)
 
 
 @torch.no_grad()   # not inference_mode: the codes may feed autograd later
@@ -238,14 +275,9 @@ def bottom_condition(bottom_prior, codes_top: torch.Tensor, cond_fn: Callable | 
     fn = getattr(bottom_prior, "condition", None) if cond_fn is None else cond_fn
     if fn is None:
         raise ValueError("the bottom prior has no condition(); pass cond_fn (e.g. vqvae2.top_condition)")
-    was_training = bottom_prior.training
-    bottom_prior.eval()
-    try:
-        device = device_of(bottom_prior)
-        parts = [fn(codes_top[s:s + batch_size].to(device)).float()
-                 for s in range(0, len(codes_top), batch_size)]
-    finally:
-        bottom_prior.train(was_training)
+    device = device_of(bottom_prior)
+    with _evaluating(bottom_prior):
+        parts = [fn(codes_top[s:s + batch_size].to(device)).float() for s in range(0, len(codes_top), batch_size)]
     return torch.cat(parts)
 
 
