@@ -1,7 +1,7 @@
 """The typed artifacts notebooks hand each other, beside the model checkpoints.
 
 * :class:`CodeGrids` (01/03 -> 02/04/06): the codes of every image of the dataset per latent
-  level, and those of the train images' augmented copies, with the labels and the split.
+  level, and those of the train images' mirrored and shifted copies, with the labels and the split.
 * :class:`SampleSet` (02/04 -> 06): the images a prior's FID was measured on, their categories
   and the :class:`SamplingSetting` they were drawn with.
 
@@ -65,17 +65,18 @@ def _check(ds, fingerprint: str, what: str, producer: str) -> None:
 class CodeGrids:
     """The code grids of one autoencoder: ``codes[level]`` is (N, h, w) long, one row per image of
     the dataset (levels ``"codes"`` for a VQ-VAE, ``"top"`` and ``"bottom"`` for a VQ-VAE-2), and
-    ``augmented[level]`` the codes of the train images' mirrored and shifted copies, copy after
+    ``copy_codes[level]`` the codes of the train images' mirrored and shifted copies, copy after
     copy (each copy in train order). Priors train on grids only, never on images.
 
     ``label`` says which classes :meth:`labels` gives, the priors' condition: the category, or the
     sub-category (:meth:`with_label`); :meth:`to_category` maps either back to categories."""
 
     KIND = "code_grids"
+    RENAMED = {"augmented": "copy_codes"}   # fields that files written before the rename hold under another name
 
     codes: dict[str, torch.Tensor]
     num_codes: dict[str, int]
-    augmented: dict[str, torch.Tensor]
+    copy_codes: dict[str, torch.Tensor]
     category: torch.Tensor
     category_names: list[str]
     subcategory: torch.Tensor
@@ -95,12 +96,12 @@ class CodeGrids:
 
     @property
     def copies(self) -> int:
-        """Augmented copies per train image."""
-        return len(next(iter(self.augmented.values()))) // len(self.train_idx) if self.augmented else 0
+        """Mirrored and shifted copies per train image."""
+        return len(next(iter(self.copy_codes.values()))) // len(self.train_idx) if self.copy_codes else 0
 
     def fit(self, level: str) -> torch.Tensor:
         """The grids a prior of ``level`` trains on: the train images' codes, then their copies'."""
-        return torch.cat([self.codes[level][self.train_idx], self.augmented.get(level, self.codes[level][:0])])
+        return torch.cat([self.codes[level][self.train_idx], self.copy_codes.get(level, self.codes[level][:0])])
 
     def with_label(self, label: str) -> "CodeGrids":
         """These grids with priors conditioned on ``label``: "category" or "subcategory"."""
@@ -171,14 +172,14 @@ class CodeGrids:
                 f"{len(self.category_names)} categories ({len(self.subcategory_names)} sub-categories), "
                 f"{len(self.vendor_names)} vendors, priors conditioned on the {self.label}; "
                 f"priors train on {len(self.fit_labels())} grids "
-                f"(the train images' and {self.copies} augmented copies of each)")
+                f"(the train images' and {self.copies} mirrored or shifted copies of each)")
 
     def save(self, path: str | Path) -> Path:
         return atomic_save({"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
 
     @classmethod
     def load(cls, path: str | Path, producer: str = "the notebook that wrote it") -> "CodeGrids":
-        d = _load(Path(path), cls.KIND, producer)
+        d = {cls.RENAMED.get(k, k): v for k, v in _load(Path(path), cls.KIND, producer).items()}
         missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
         if missing:
             raise StaleArtifactError(f"{path} has no {', '.join(missing)} (an older format): run {producer} again")

@@ -35,7 +35,7 @@ class Profile:
     n_samples: int               # generated images per prior for FID/KID/PR
     eval_limit: int | None       # images per split that evaluations use (FID references, reconstruction
                                  # and inpainting metrics, super-resolution): a seeded subset; None = all
-    augment: bool = True         # 02 / 04: priors also train on the codes of mirrored and shifted train images
+    prior_copies: bool = True    # 02 / 04: priors also train on the codes of mirrored and shifted train images
     prior_batch_size: int = 64   # 02 / 04: code grids per prior step (the notebooks' BATCH_SIZE, unless set there)
     seed: int = 0
     split: str = "identity"      # 00: "identity" (every drawing of an emoji on one side) or "random"
@@ -79,7 +79,7 @@ PROFILES = {
     "quick": Profile("quick", max_emojis=None, vqvae_steps=400, latent16_steps=40,
                      prior_steps={"pixelcnn": 500}, vqvae2_steps=600,
                      prior2_steps={"pixelsnail_top": 300, "pixelsnail_bottom": 300},
-                     superres_steps=40, classifier_steps=180, n_samples=100, eval_limit=100, augment=False,
+                     superres_steps=40, classifier_steps=180, n_samples=100, eval_limit=100, prior_copies=False,
                      prior_batch_size=32),
     # The results, the whole chain within 150 minutes on 2 fast CPU cores. Why each budget sits
     # where it does: docs/EXPERIMENTS.md, "Decisions", and the sections it names (the learning

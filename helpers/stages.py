@@ -1,8 +1,8 @@
 """The two stages the chain is made of, one function each, used alike at 32 px and at 64 px.
 
 * :func:`fit_autoencoder` (01, 03): train a VQ-VAE or VQ-VAE-2 (or resume, or load it), measure
-  its reconstructions and codebook use, and encode every image and the train images' augmented
-  copies once into :class:`~helpers.artifacts.CodeGrids`.
+  its reconstructions and codebook use, and encode every image and the train images' mirrored
+  and shifted copies once into :class:`~helpers.artifacts.CodeGrids`.
 * :func:`fit_priors` (02, 04): train one or more prior families on those code grids, choose each
   family's sampling setting on val, draw its FID samples, score them (FID / KID / precision and
   recall against the train images, the GAN-test) and save them as
@@ -30,7 +30,7 @@ from .metrics import blank_share, cached_features, fid_from_features, fid_statis
     inception_features
 from .results import save_metrics
 from .sampling import draw_labels, sample_images, styled
-from .tensors import augmented_copies
+from .tensors import mirrored_shifted_copies
 from .train import TrainConfig, Trainer
 
 # Seeds of the draws a prior stage makes: the categories and codes of the settings search, and
@@ -140,7 +140,7 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     subsets of the profile (``profile.eval_limit``: all images when None).
 
     With ``encode``, every image of the dataset is encoded once, and so are the train images'
-    mirrored (``flip``) and ``shift``-pixel moved copies when the profile augments: the code grids
+    mirrored (``flip``) and ``shift``-pixel moved copies when the profile has ``prior_copies``: the code grids
     the priors train on, saved by :meth:`CodeGrids.save` by the caller's choice of name.
     ``live_every``: redraw 12 val images over their reconstructions every that many epochs.
     """
@@ -168,10 +168,10 @@ def fit_autoencoder(model: torch.nn.Module, ds, *, name: str, size: int, config:
     for level, k in levels.items():
         metrics.update(usage_report(codes[level][ds.val_idx], k, _level_suffix(level)))
     metrics["collapsed_levels"] = collapsed_levels(metrics, levels, name)
-    copies = augmented_copies(train, flip, shift) if profile.augment else []
+    copies = mirrored_shifted_copies(train, flip, shift) if profile.prior_copies else []
     encoded = [dict(zip(levels, _levels(encode_all(model, x)))) for x in copies]
-    augmented = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
-    fit.grids = CodeGrids(codes=codes, num_codes=levels, augmented=augmented, category=ds.category,
+    copy_codes = {level: torch.cat([e[level] for e in encoded]) for level in levels} if encoded else {}
+    fit.grids = CodeGrids(codes=codes, num_codes=levels, copy_codes=copy_codes, category=ds.category,
                           category_names=list(ds.category_names), subcategory=ds.subcategory,
                           subcategory_names=list(ds.subcategory_names), vendor=ds.vendor,
                           vendor_names=list(ds.vendor_names), train_idx=ds.train_idx, val_idx=ds.val_idx,

@@ -1,4 +1,4 @@
-"""Tensor conversions and augmentations that data, models, sampling and plots all use.
+"""Tensor conversions and image copies that data, models, sampling and plots all use.
 
 Images are stored as uint8 in [0, 255]; every model consumes float in [-1, 1]; metrics and
 plots take float in [0, 1]. Kept apart from ``helpers.data`` so that a model never imports
@@ -23,7 +23,7 @@ def shift_on_white(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
-def augmented_copies(images: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
+def mirrored_shifted_copies(images: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
     """The copies of uint8 ``images`` a prior also trains on (as their codes): the mirrored
     images if ``flip``, then the images moved ``shift`` pixels down, up, right and left on white
     (none if ``shift`` is 0). A mirrored or slightly moved emoji is still an emoji."""

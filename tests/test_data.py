@@ -22,7 +22,7 @@ from helpers import data, paths
 from helpers.data import (BadImage, ChecksumError, DataError, DataWarning, FetchError, UnsafeArchiveError,
                           build_dataset, composite_on_white, extract, fetch, load_catalog, load_dataset,
                           normalize_code, open_image, resolve_source, split, to_rgba)
-from helpers.tensors import augmented_copies, random_flip_shift, shift_on_white, to_model_input, to_unit
+from helpers.tensors import mirrored_shifted_copies, random_flip_shift, shift_on_white, to_model_input, to_unit
 from helpers.profiles import get_profile
 
 from _smoke import skip_if_unfetchable
@@ -325,14 +325,14 @@ def test_shift_on_white_moves_the_picture_and_fills_white():
         shift_on_white(images, 6, 0)
 
 
-def test_augmented_copies_are_the_mirror_then_four_shifts_in_order():
+def test_mirrored_shifted_copies_are_the_mirror_then_four_shifts_in_order():
     images = torch.randint(0, 200, (2, 3, 6, 5), dtype=torch.uint8)
-    copies = augmented_copies(images, flip=True, shift=1)
+    copies = mirrored_shifted_copies(images, flip=True, shift=1)
     assert len(copies) == 5 and torch.equal(copies[0], images.flip(-1))
     for copy, move in zip(copies[1:], [(1, 0), (-1, 0), (0, 1), (0, -1)]):
         assert torch.equal(copy, shift_on_white(images, *move))
-    assert augmented_copies(images, flip=False, shift=0) == []
-    assert len(augmented_copies(images, flip=False, shift=2)) == 4
+    assert mirrored_shifted_copies(images, flip=False, shift=0) == []
+    assert len(mirrored_shifted_copies(images, flip=False, shift=2)) == 4
 
 
 def test_random_flip_shift_mirrors_some_images_and_moves_each_within_its_range_on_white():

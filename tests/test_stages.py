@@ -13,7 +13,7 @@ from helpers.models.pixelcnn import PixelCNN, PixelCNNConfig
 from helpers.models.vqvae import VQVAE
 from helpers.profiles import get_profile
 from helpers.runtime import seed_everything
-from helpers.tensors import augmented_copies
+from helpers.tensors import mirrored_shifted_copies
 from helpers.train import TrainConfig
 
 
@@ -47,8 +47,8 @@ class ToyDataset:
 def _grids(copies=2, fingerprint="toy"):
     n, n_train = 10, 6
     codes = {"codes": torch.arange(n * 4).reshape(n, 2, 2)}
-    augmented = {"codes": 1000 + torch.arange(copies * n_train * 4).reshape(copies * n_train, 2, 2)} if copies else {}
-    return CodeGrids(codes=codes, num_codes={"codes": 2000}, augmented=augmented, category=torch.arange(n) % 3,
+    copy_codes = {"codes": 1000 + torch.arange(copies * n_train * 4).reshape(copies * n_train, 2, 2)} if copies else {}
+    return CodeGrids(codes=codes, num_codes={"codes": 2000}, copy_codes=copy_codes, category=torch.arange(n) % 3,
                      category_names=["a", "b", "c"], subcategory=torch.arange(n) % 6,   # s lies in category s % 3
                      subcategory_names=["a1", "b1", "c1", "a2", "b2", "c2"], vendor=torch.arange(n) % 2, vendor_names=["v0", "v1"],
                      train_idx=torch.arange(4, n), val_idx=torch.arange(4),
@@ -60,7 +60,7 @@ def test_code_grids_train_rows_are_the_train_codes_then_each_copy_with_their_lab
     assert g.copies == 2 and g.levels == ("codes",)
     fit = g.fit("codes")
     assert torch.equal(fit[:6], g.codes["codes"][g.train_idx])
-    assert torch.equal(fit[6:], g.augmented["codes"])
+    assert torch.equal(fit[6:], g.copy_codes["codes"])
     assert torch.equal(g.fit_labels(), g.category[g.train_idx].repeat(3))
     assert torch.equal(g.val("codes"), g.codes["codes"][:4]) and torch.equal(g.val_labels(), g.category[:4])
     styled = g.fit_labels(style=True)                               # (category, vendor) of each row
@@ -109,6 +109,10 @@ def test_code_grids_round_trip_and_refuse_another_dataset_or_format(tmp_path):
     atomic_save(before_vendors, tmp_path / "older.pt")
     with pytest.raises(StaleArtifactError, match="no vendor, vendor_names.*run 01_vqvae again"):
         CodeGrids.load(tmp_path / "older.pt", "01_vqvae")
+    renamed = {"kind": "code_grids", **{("augmented" if f.name == "copy_codes" else f.name): getattr(g, f.name)
+                                        for f in dataclasses.fields(CodeGrids)}}
+    atomic_save(renamed, tmp_path / "renamed.pt")        # the copies' codes under their former name
+    assert torch.equal(CodeGrids.load(tmp_path / "renamed.pt").copy_codes["codes"], g.copy_codes["codes"])
 
 
 def test_sample_set_round_trips_with_its_setting(tmp_path):
@@ -170,8 +174,8 @@ def test_fit_autoencoder_trains_measures_and_encodes_every_image_and_each_augmen
     assert [r["vendor"] for r in m["val_per_vendor"]] == ["v0", "v1"]
     g = fit.grids
     assert g.levels == ("codes",) and g.codes["codes"].shape == (24, 8, 8)
-    assert g.copies == (5 if profile.augment else 0) and g.autoencoder_step == 2
-    copies = augmented_copies(ds.images(32, "train"), True, 1) if profile.augment else []
+    assert g.copies == (5 if profile.prior_copies else 0) and g.autoencoder_step == 2
+    copies = mirrored_shifted_copies(ds.images(32, "train"), True, 1) if profile.prior_copies else []
     expected = [encode_all(fit.model, ds.images(32, "train"))] + [encode_all(fit.model, x) for x in copies]
     assert torch.equal(g.fit("codes"), torch.cat(expected))
     assert torch.equal(g.val("codes"), encode_all(fit.model, ds.images(32, "val")))
@@ -216,7 +220,7 @@ def test_an_autoencoder_whose_codes_collapsed_to_one_is_named_with_a_warning(tmp
 def test_a_bottom_prior_trains_on_codes_labels_and_its_condition():
     n, n_train = 6, 4
     grids = CodeGrids(codes={"top": torch.randint(0, 4, (n, 2, 2)), "bottom": torch.randint(0, 4, (n, 4, 4))},
-                      num_codes={"top": 4, "bottom": 4}, augmented={}, category=torch.arange(n) % 2,
+                      num_codes={"top": 4, "bottom": 4}, copy_codes={}, category=torch.arange(n) % 2,
                       category_names=["a", "b"], subcategory=torch.arange(n) % 2, subcategory_names=["a1", "b1"], vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"],
                       train_idx=torch.arange(2, n), val_idx=torch.arange(2),
                       fingerprint="toy", producer="03_vqvae2", autoencoder_step=1)
