@@ -123,7 +123,7 @@ def load_checkpoint(path, *, expect: dict | None = None) -> dict:
     for field, wanted in (expect or {}).items():
         have = ckpt["extra"].get(field) if field not in ckpt else ckpt[field]
         if field == "model_kwargs" and isinstance(have, dict) and isinstance(wanted, dict):
-            have = {**_config_defaults(ckpt.get("model_class")), **have}
+            have = {**_config_defaults(ckpt.get("model_class")), **_current_kwargs(ckpt, path)}
             for key in sorted(set(have) | set(wanted)):
                 if _plain(have.get(key)) != _plain(wanted.get(key)):
                     raise CheckpointError(
@@ -148,6 +148,21 @@ def _config_defaults(model_class: str | None) -> dict:
     return {f.name: f.default for f in fields(config_class) if f.default is not MISSING}
 
 
+def _current_kwargs(ckpt: dict, path) -> dict:
+    """A checkpoint's model_kwargs in today's config fields: renamed fields under their new names,
+    retired ones dropped (``Configurable.config_kwargs``); a retired setting the model no longer
+    has stops here, naming it."""
+    from .models import MODEL_REGISTRY
+
+    cls = MODEL_REGISTRY.get(ckpt.get("model_class") or "")
+    if not hasattr(cls, "config_kwargs"):
+        return ckpt["model_kwargs"]
+    try:
+        return cls.config_kwargs(ckpt["model_kwargs"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
 def build_model(ckpt: dict, device: torch.device | str | None = None) -> torch.nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (eval mode), on ``device``
     (default the CPU): checkpoints hold CPU tensors (:func:`safe_load` maps them there), so one
@@ -158,7 +173,7 @@ def build_model(ckpt: dict, device: torch.device | str | None = None) -> torch.n
     if cls is None:
         raise CheckpointError(f"unknown model class {ckpt['model_class']!r}; "
                               f"known: {sorted(MODEL_REGISTRY)}")
-    model = cls.from_config_dict(ckpt["model_kwargs"])
+    model = cls.from_config_dict(_current_kwargs(ckpt, "the checkpoint"))
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device if device is not None else "cpu").eval()
 

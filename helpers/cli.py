@@ -72,12 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here: importers of init_distributed or CLI_DEFAULTS need no data pipeline or model family.
     from .data import load_dataset
-    from .models.vqvae import VQVAE
-    from .models.vqvae2 import VQVAE2
+    from .models.vqvae import VQVAE, VQVAE_CONFIGS
+    from .models.vqvae2 import VQVAE2, VQVAE2_CONFIGS
     from .paths import checkpoint_path
     from .profiles import get_profile
     from .runtime import seed_everything
 
+    named = {"vqvae": VQVAE_CONFIGS, "vqvae2": VQVAE2_CONFIGS}[args.model]
+    if args.config not in named:
+        parser.error(f"--config {args.config!r}: {args.model} has the named configs {', '.join(named)}")
     device = init_distributed()
     try:
         profile = get_profile(args.profile)

@@ -18,21 +18,20 @@ from pathlib import Path
 from typing import Sequence
 
 from . import paths
+from .models import PRIOR_FAMILIES, PRIOR_LEVELS, prior_checkpoint, prior_checkpoints
 
 # checkpoint name -> (the history key that says how good it is, higher is better?)
 MEASURES = {
     "vqvae": ("psnr", True), "vqvae_latent16": ("psnr", True), "vqvae2": ("psnr", True),
-    "pixelcnn": ("nll", False), "gated_pixelcnn": ("nll", False), "transformer": ("nll", False),
-    "pixelsnail_top": ("nll", False), "pixelsnail_bottom": ("nll", False),
-    "pixelcnn_top": ("nll", False), "pixelcnn_bottom": ("nll", False),
+    **{name: ("nll", False) for size in PRIOR_FAMILIES for name in prior_checkpoints(size)},
     "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),
     "classifier32_subcategory": ("acc", True), "classifier64_subcategory": ("acc", True),
 }
 # figures that set the val curves of models of one task side by side
 GROUPS = {
-    "priors32": ("pixelcnn", "gated_pixelcnn", "transformer"),
-    "priors64_top": ("pixelsnail_top", "pixelcnn_top"),
-    "priors64_bottom": ("pixelsnail_bottom", "pixelcnn_bottom"),
+    "priors32": tuple(PRIOR_FAMILIES[32]),
+    **{f"priors64_{level}": tuple(prior_checkpoint(f, level) for f in PRIOR_FAMILIES[64])
+       for level in PRIOR_LEVELS[64]},
 }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .models import PRIOR_FAMILIES, prior_checkpoints
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 DATA_DIR = PROJECT_ROOT / "data"
@@ -23,29 +25,29 @@ RAW_DIR = Path(os.environ.get("EMOJIVQ_RAW_DIR", DATA_DIR / "raw"))
 PROCESSED_ROOT = Path(os.environ.get("EMOJIVQ_PROCESSED_DIR", DATA_DIR / "processed"))
 ARTIFACTS_ROOT = Path(os.environ.get("EMOJIVQ_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"))
 
+
+def samples_name(prior: str, size: int) -> str:
+    """The artifact name of a prior's FID samples at ``size`` px (a PixelCNN samples at 32 and 64)."""
+    return f"samples_{prior}_{size}px"
+
+
+# The notebook that trains the prior families of each image size (helpers.models.PRIOR_FAMILIES).
+PRIOR_NOTEBOOKS = {32: "02_pixelcnn", 64: "04_pixelsnail"}
+
 # Which notebook writes which artifact: the "run NN_name first" messages come from here.
 PRODUCERS = {
     "dataset": "00_data",
     "vqvae": "01_vqvae",
     "codes_vqvae": "01_vqvae",
     "vqvae_metrics": "01_vqvae",
-    "pixelcnn": "02_pixelcnn",
-    "gated_pixelcnn": "02_pixelcnn",
-    "transformer": "02_pixelcnn",
     "prior_vqvae_metrics": "02_pixelcnn",
-    "samples_pixelcnn_32px": "02_pixelcnn",
-    "samples_gated_pixelcnn_32px": "02_pixelcnn",
-    "samples_transformer_32px": "02_pixelcnn",
     "vqvae2": "03_vqvae2",
     "codes_vqvae2": "03_vqvae2",
     "vqvae2_metrics": "03_vqvae2",
-    "pixelsnail_top": "04_pixelsnail",
-    "pixelsnail_bottom": "04_pixelsnail",
-    "pixelcnn_top": "04_pixelsnail",
-    "pixelcnn_bottom": "04_pixelsnail",
     "prior_vqvae2_metrics": "04_pixelsnail",
-    "samples_pixelsnail_64px": "04_pixelsnail",
-    "samples_pixelcnn_64px": "04_pixelsnail",
+    **{name: notebook for size, notebook in PRIOR_NOTEBOOKS.items() for name in prior_checkpoints(size)},
+    **{samples_name(family, size): notebook for size, notebook in PRIOR_NOTEBOOKS.items()
+       for family in PRIOR_FAMILIES[size]},
     "superres": "05_extensions",
     "extensions_metrics": "05_extensions",
     "analysis_metrics": "06_analysis",
@@ -71,11 +73,6 @@ def artifacts_dir(profile: str) -> Path:
 def checkpoint_path(profile: str, name: str) -> Path:
     """``artifacts/<profile>/<name>.pt`` — models and code grids alike."""
     return artifacts_dir(profile) / f"{name}.pt"
-
-
-def samples_name(prior: str, size: int) -> str:
-    """The artifact name of a prior's FID samples at ``size`` px (a PixelCNN samples at 32 and 64)."""
-    return f"samples_{prior}_{size}px"
 
 
 def samples_path(profile: str, prior: str, size: int) -> Path:

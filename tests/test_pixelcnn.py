@@ -119,7 +119,7 @@ def test_prior_checkpoint_rebuilds_the_same_model(kind, tmp_path):
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_drops_a_share_p_scales_the_rest_and_passes_gradients_through_the_mask(p):
-    from helpers.models.pixelcnn import Dropout
+    from helpers.models.prior import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(p)
@@ -140,7 +140,7 @@ def test_dropout_drops_a_share_p_scales_the_rest_and_passes_gradients_through_th
 
 
 def test_token_dropout_replaces_a_share_of_the_codes_with_any_code():
-    from helpers.models.pixelcnn import corrupt_codes
+    from helpers.models.prior import corrupt_codes
 
     torch.manual_seed(0)
     codes = torch.zeros(64, 8, 8, dtype=torch.long)
@@ -184,3 +184,43 @@ def test_token_dropout_corrupts_only_the_training_inputs_never_the_targets_or_ev
     with torch.no_grad():
         target_only = plain.training_step((fed[-1],))[0]
     assert not torch.equal(noisy_loss.detach(), target_only)       # ... and the targets still the true codes
+
+
+def test_the_registry_lists_every_prior_family_per_size_each_on_the_one_base():
+    from helpers import paths
+    from helpers.models import MODEL_REGISTRY, PRIOR_FAMILIES, prior_checkpoints, prior_class
+    from helpers.models.prior import Prior, PriorConfig
+
+    for size, families in PRIOR_FAMILIES.items():
+        for family in families:
+            cls = prior_class(family, size)
+            assert issubclass(cls, Prior) and issubclass(cls.config_class, PriorConfig)
+            assert MODEL_REGISTRY[cls.__name__] is cls                      # checkpoints rebuild it
+            assert size == 32 or set(cls.level_configs) == {"top", "bottom"}
+    assert prior_checkpoints(32) == ["pixelcnn", "gated_pixelcnn", "transformer"]
+    assert prior_checkpoints(64) == ["pixelsnail_top", "pixelsnail_bottom", "pixelcnn_top", "pixelcnn_bottom"]
+    assert paths.PRODUCERS["gated_pixelcnn"] == "02_pixelcnn" and paths.PRODUCERS["pixelcnn_bottom"] == "04_pixelsnail"
+    assert paths.PRODUCERS["samples_transformer_32px"] == "02_pixelcnn"
+    with pytest.raises(ValueError, match="no prior family 'pixelsnail' at 32 px"):
+        prior_class("pixelsnail", 32)
+
+
+def test_knowing_the_families_imports_no_model():
+    import subprocess
+    import sys
+
+    code = "import sys, helpers.paths, helpers.curves; print(sorted(m for m in sys.modules if m.startswith('torch')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_gated_pixelcnn_for_a_vqvae2_takes_its_code_counts_and_the_top_condition():
+    from helpers.models.transformer import TransformerPrior
+    from helpers.models.vqvae2 import VQVAE2Config
+
+    vc = VQVAE2Config(num_codes_top=40, num_codes_bottom=50, embed_dim=12)
+    top, bottom = (GatedPixelCNN.for_vqvae2(vc, level, num_classes=3, hidden=16) for level in ("top", "bottom"))
+    assert top.config == GatedPixelCNNConfig(num_codes=40, num_classes=3, hidden=16)
+    assert bottom.config == GatedPixelCNNConfig(num_codes=50, hidden=16, layers=10, cond_channels=12, num_classes=3)
+    with pytest.raises(ValueError, match="TransformerPrior has no prior of level 'top'"):
+        TransformerPrior.for_vqvae2(vc, "top")

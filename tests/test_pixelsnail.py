@@ -70,7 +70,7 @@ def test_pixelsnail_logits_never_see_current_or_later_codes(cfg):
 
 def test_attention_never_attends_to_current_or_later_positions():
     torch.manual_seed(0)
-    attn = CausalAttention(c=6, heads=2, head_dim=4, dropout=0.0).double()
+    attn = CausalAttention(c=6, heads=2, head_dim=4).double()
     H, W = 3, 4
     x = torch.randn(2, 6, H, W, dtype=torch.double, requires_grad=True)
     e = torch.randn(2, 6, H, W, dtype=torch.double, requires_grad=True)
@@ -236,18 +236,24 @@ def test_priors_for_a_vqvae2_take_its_code_counts_and_grids():
     assert (top.config.num_codes, top.shape, top.config.num_classes) == (128, (8, 8), 7)
     assert (bottom.config.num_codes, bottom.shape, bottom.config.cond_num_codes) == (300, (16, 16), 128)
     assert bottom.config.channels == 32 and top.condition_net is None
+    assert top.config == replace(PIXELSNAIL_CONFIGS["top"], num_codes=128, num_classes=7)   # the rest: the named level's
+    assert top.config.attention and not bottom.config.attention
     with pytest.raises(ValueError, match="level"):
         PixelSNAIL.for_vqvae2(vc, "middle")
 
 
 def test_pixelsnail_checkpoint_rebuilds_the_same_model(tmp_path):
-    model = PixelSNAIL(replace(PIXELSNAIL_CONFIGS["bottom"], channels=16, cond_channels=8)).eval()
+    from helpers.models.vqvae2 import VQVAE2Config
+
+    model = PixelSNAIL.for_vqvae2(VQVAE2Config(), "bottom", channels=16, cond_channels=8).eval()
     path = save_checkpoint(tmp_path / "pixelsnail_bottom.pt", model)
     ckpt = load_checkpoint(path, expect={"model_class": "PixelSNAIL"})
     rebuilt = build_model(ckpt)
     codes = torch.randint(0, 512, (2, 16, 16))
     top = torch.randint(0, 256, (2, 8, 8))
     assert torch.equal(rebuilt(codes, cond=top), model(codes, cond=top))
+    ckpt["model_kwargs"]["attn_dropout"] = 0.0             # a field older versions saved, never set
+    assert torch.equal(build_model(ckpt)(codes, cond=top), model(codes, cond=top))
 
 
 def test_guided_greedy_hierarchical_sampling_takes_the_argmax_of_the_guided_logits_at_both_levels():

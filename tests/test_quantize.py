@@ -148,20 +148,3 @@ def test_vq_state_dict_round_trip_continues_identically():
     torch.manual_seed(1)
     ob = b(z)
     assert torch.equal(oa.codes, ob.codes) and torch.equal(a.codebook, b.codebook)
-
-
-def test_l2_quantizer_keeps_every_code_on_the_unit_sphere_and_looks_up_by_direction():
-    torch.manual_seed(0)
-    vq = VectorQuantizer(32, 8, kmeans_init=True, restart_window=3, l2=True).train()
-    for _ in range(12):                                  # k-means init, EMA updates and restarts
-        out = vq(torch.randn(4, 8, 4, 4) * 5)
-    norms = vq.codebook.norm(dim=1)
-    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5) and int(vq.restarts) > 0
-    assert torch.allclose(out.quantized.norm(dim=1), torch.ones(4, 4, 4), atol=1e-5)
-    z = torch.randn(6, 8, 3, 3)
-    vq.eval()
-    assert torch.equal(vq.quantize(z), vq.quantize(7.0 * z))          # the length of z does not matter
-    cosine = torch.einsum("bdhw,kd->bkhw", torch.nn.functional.normalize(z, dim=1), vq.codebook)
-    assert torch.equal(vq.quantize(z), cosine.argmax(1))
-    plain = VectorQuantizer(32, 8, kmeans_init=False).eval()
-    assert not torch.equal(plain.quantize(z), plain.quantize(0.01 * z))  # without l2 it does

@@ -231,7 +231,7 @@ def test_a_style_changes_the_samples_and_fast_guided_sampling_still_draws_the_na
 
 
 def test_style_labels_are_prepared_as_category_and_style_columns_and_dropped_apart():
-    from helpers.models.pixelcnn import prepare_labels
+    from helpers.models.prior import prepare_labels
 
     styled, plain = _styled("pixelcnn").config, PixelCNNConfig(num_codes=K, num_classes=3)
     assert prepare_labels(styled, None, 2, "cpu", False).tolist() == [[3, 4], [3, 4]]

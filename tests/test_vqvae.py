@@ -8,7 +8,6 @@ import torch
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models import MODEL_REGISTRY
-from helpers.models import losses as losses_mod
 from helpers.models.losses import ssim
 from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig
 
@@ -40,6 +39,9 @@ def test_vqvae_named_configs_build_and_are_registered():
     for name in VQVAE_CONFIGS:
         m = VQVAE.named(name)
         assert m.latent_size(32) in (8, 16)
+    assert VQVAE_CONFIGS["default"] == VQVAEConfig()                       # its values are the defaults
+    with pytest.raises(ValueError, match="no VQ-VAE config 'l2'; the named ones"):
+        VQVAE.named("l2")
 
 
 def test_vqvae_training_step_returns_finite_loss_and_float_logs():
@@ -56,7 +58,7 @@ def test_vqvae_training_step_returns_finite_loss_and_float_logs():
 
 
 @pytest.mark.parametrize("module,model_cls,config", [
-    ("helpers.models.vqvae", "VQVAE", VQVAEConfig(augment_flip=True, augment_shift=2, **TINY)),
+    ("helpers.models.vqvae", "VQVAE", VQVAEConfig(train_flip=True, train_shift=2, **TINY)),
     ("helpers.models.vqvae2", "VQVAE2", None)])
 def test_augmentation_applies_in_training_only(monkeypatch, module, model_cls, config):
     import importlib
@@ -64,7 +66,7 @@ def test_augmentation_applies_in_training_only(monkeypatch, module, model_cls, c
     mod = importlib.import_module(module)
     if config is None:                                  # the VQ-VAE-2 test's tiny model, augmenting
         from test_vqvae2 import TINY as TINY2
-        config = dataclasses.replace(TINY2, augment_flip=True, augment_shift=2)
+        config = dataclasses.replace(TINY2, train_flip=True, train_shift=2)
     seen = []
     monkeypatch.setattr(mod, "random_flip_shift", lambda x, flip, shift: seen.append((flip, shift)) or 255 - x)
     model = getattr(mod, model_cls)(config)
@@ -145,12 +147,35 @@ def test_a_checkpoint_saved_before_a_config_field_existed_loads_with_that_fields
     model = VQVAE(VQVAEConfig(**TINY))
     path = save_checkpoint(tmp_path / "old.pt", model)
     ckpt = torch.load(path, weights_only=False)
-    del ckpt["model_kwargs"]["augment_flip"], ckpt["model_kwargs"]["l2_codes"]   # as an older version saved it
+    del ckpt["model_kwargs"]["train_flip"], ckpt["model_kwargs"]["train_shift"]   # as an older version saved it
     torch.save(ckpt, path)
     loaded = load_checkpoint(path, expect=model_spec(model))
     assert build_model(loaded).config == model.config
-    with pytest.raises(CheckpointError, match="augment_flip is False in the checkpoint, True expected"):
-        load_checkpoint(path, expect=model_spec(VQVAE(VQVAEConfig(augment_flip=True, **TINY))))
+    with pytest.raises(CheckpointError, match="train_flip is False in the checkpoint, True expected"):
+        load_checkpoint(path, expect=model_spec(VQVAE(VQVAEConfig(train_flip=True, **TINY))))
+
+
+def test_a_checkpoint_with_renamed_or_retired_config_fields_loads_unless_a_retired_one_was_on(tmp_path):
+    from helpers.checkpoints import CheckpointError, model_spec
+
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(train_shift=1, **TINY)).eval()
+    path = save_checkpoint(tmp_path / "old.pt", model)
+    ckpt = torch.load(path, weights_only=False)
+    kwargs = ckpt["model_kwargs"]
+    kwargs["augment_flip"], kwargs["augment_shift"] = kwargs.pop("train_flip"), kwargs.pop("train_shift")
+    kwargs.update(restart_threshold=0.0, perceptual_weight=0.0, l2_codes=False)   # as an older version saved it
+    torch.save(ckpt, path)
+    rebuilt = build_model(load_checkpoint(path, expect=model_spec(model)))
+    assert rebuilt.config == model.config
+    x = _images(2)
+    assert torch.equal(rebuilt(x)[0], model(x)[0])
+    kwargs["l2_codes"] = True                                 # a setting the model no longer has
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="no longer has the setting l2_codes"):
+        load_checkpoint(path, expect=model_spec(model))
+    with pytest.raises(CheckpointError, match="l2_codes=True"):
+        build_model(load_checkpoint(path))
 
 
 def test_ssim_matches_torchmetrics():
@@ -170,12 +195,9 @@ def test_ssim_matches_torchmetrics():
     assert abs(ssim(a, a).item() - 1) < 1e-6
 
 
-def test_perceptual_term_is_skipped_with_one_message_when_weights_are_missing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(losses_mod, "_vgg_cache", [])
-    model = VQVAE(VQVAEConfig(perceptual_weight=1.0, **TINY)).train()
-    for _ in range(2):
-        loss, logs = model.training_step((_images(4),))
-        assert torch.isfinite(loss) and "perceptual" not in logs
-    out = capsys.readouterr().out
-    assert out.count("perceptual loss skipped") == 1
+def test_command_line_names_the_configs_when_given_one_that_is_gone(capsys):
+    from helpers import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--model", "vqvae", "--config", "augmented", "--profile", "smoke"])
+    assert "'augmented': vqvae has the named configs default, report, latent16" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
@@ -51,7 +52,7 @@ def test_the_saved_code_grids_of_some_rows_are_what_encoding_those_images_again_
     model, x = VQVAE2(TINY).eval(), _discs(6)
     top, bottom = encode_all(model, x, batch_size=4)
     n = len(x)
-    grids = CodeGrids(codes={"top": top, "bottom": bottom}, num_codes={"top": 16, "bottom": 16}, augmented={},
+    grids = CodeGrids(codes={"top": top, "bottom": bottom}, num_codes={"top": 16, "bottom": 16}, copy_codes={},
                       category=torch.zeros(n, dtype=torch.long), category_names=["a"],
                       subcategory=torch.zeros(n, dtype=torch.long), subcategory_names=["a1"],
                       vendor=torch.zeros(n, dtype=torch.long), vendor_names=["v"], train_idx=torch.arange(4),
@@ -152,3 +153,9 @@ def test_named_configs_include_the_reports_setting():
     model = VQVAE2.named("default", hidden=32, decoder_hidden=32, res_hidden=16)
     assert model.config == replace(VQVAE2_CONFIGS["default"], hidden=32, decoder_hidden=32, res_hidden=16)
     assert VQVAE2.from_config_dict({"hidden": 32}).config.hidden == 32
+    old = VQVAE2.from_config_dict({"hidden": 32, "augment_flip": True, "restart_threshold": 0.0})   # older names
+    assert old.config == VQVAE2Config(hidden=32, train_flip=True)
+    with pytest.raises(ValueError, match="no longer has the setting restart_threshold"):
+        VQVAE2.from_config_dict({"restart_threshold": 0.5})
+    with pytest.raises(ValueError, match="no VQ-VAE-2 config"):
+        VQVAE2.named("augmented")

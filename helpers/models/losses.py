@@ -1,24 +1,19 @@
 """The autoencoder losses: the reconstruction loss shared by every decoder (VQ-VAE, VQ-VAE-2,
-super-resolution), its differentiable SSIM and the optional VGG16 perceptual term.
-
-The perceptual term runs only when torchvision's cache already holds the VGG16 weights (they
-cannot be downloaded here), and otherwise prints once that it is skipped.
+super-resolution) and its differentiable SSIM.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 
-def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0, l1_weight: float = 0.0,
-                        perceptual_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """MSE + ssim_weight * (1 - SSIM) + l1_weight * L1 + perceptual_weight * VGG16 distance of
-    images in [-1, 1], in fp32 — the one reconstruction loss of every decoder in the project.
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0,
+                        l1_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """MSE + ssim_weight * (1 - SSIM) + l1_weight * L1 of images in [-1, 1], in fp32 — the one
+    reconstruction loss of every decoder in the project.
     Logs mse, psnr (dB, as for images in [0, 1]) and each term that is on."""
     recon, x = recon.float(), x.float()
     mse = F.mse_loss(recon, x)
@@ -32,12 +27,6 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: fl
         l1 = F.l1_loss(recon, x)
         loss = loss + l1_weight * l1
         logs["l1"] = l1.item()
-    if perceptual_weight > 0:
-        vgg = _perceptual_net()
-        if vgg is not None:
-            p = vgg(recon, x)
-            loss = loss + perceptual_weight * p
-            logs["perceptual"] = p.item()
     return loss, logs
 
 
@@ -80,51 +69,4 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
         return s.mean()
 
 
-# ---- perceptual loss: only with VGG16 weights already on disk --------------------------------
-
-_VGG_FILE = "vgg16-397923af.pth"   # torchvision's VGG16_Weights.IMAGENET1K_V1 file name
-_vgg_cache: list = []   # [net or None] once looked up; module-level so it stays out of state dicts
-
-
-def _perceptual_net():
-    if not _vgg_cache:
-        _vgg_cache.append(VGGPerceptual.from_cache())
-    return _vgg_cache[0]
-
-
-class VGGPerceptual(nn.Module):
-    """Distance between VGG16 features (relu1_2, relu2_2, relu3_3) of two images in [-1, 1]."""
-
-    def __init__(self, features: nn.Sequential):
-        super().__init__()
-        self.slices = nn.ModuleList([features[:4], features[4:9], features[9:16]])
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.requires_grad_(False).eval()
-
-    @classmethod
-    def from_cache(cls):
-        """The network if its weights are in torch.hub's cache, else None (printed once). Never downloads."""
-        path = Path(torch.hub.get_dir()) / "checkpoints" / _VGG_FILE
-        if not path.exists():
-            print(f"perceptual loss skipped: VGG16 weights not found at {path} "
-                  "(they are never downloaded here)")
-            return None
-        from torchvision.models import vgg16
-
-        net = vgg16(weights=None)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return cls(net.features[:16])
-
-    def forward(self, x, y):
-        self.to(x.device)
-        x = ((x + 1) / 2 - self.mean) / self.std
-        y = ((y + 1) / 2 - self.mean) / self.std
-        loss = x.new_zeros(())
-        for s in self.slices:
-            x, y = s(x), s(y)
-            loss = loss + F.mse_loss(x.float(), y.float())
-        return loss
-
-
-__all__ = ["reconstruction_loss", "ssim", "VGGPerceptual"]
+__all__ = ["reconstruction_loss", "ssim"]

@@ -25,7 +25,8 @@ Both models here:
   model, the vertical stack once per row) — one full forward's work per grid instead of one
   per position. Same maths as ``forward`` (tests compare the two).
 
-``training_step`` returns the NLL in nats per code (mean cross-entropy).
+Their training step (NLL in nats per code), NLL per image and sampling entry are those of every
+prior (prior.py).
 """
 
 from __future__ import annotations
@@ -36,86 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import Configurable, register
-
-
-# ---- shared pieces ----------------------------------------------------------------------------
-
-class Dropout(nn.Dropout):
-    """nn.Dropout with its mask drawn by ``torch.rand_like``: the same distribution at about half
-    the cost of ``bernoulli_`` on CPU, where the masks are a noticeable share of a bottom
-    PixelSNAIL's step (docs/PERFORMANCE.md). Keeps the input's memory format."""
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        if self.p == 1:
-            return x * 0
-        keep = torch.rand_like(x, dtype=torch.float32).ge_(self.p)
-        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
-
-
-def style_embedding(channels: int, num_classes: int, num_styles: int):
-    """The style (vendor) embedding of a conditioned layer, or None; its last index means "none"."""
-    return nn.Embedding(num_styles + 1, channels) if num_classes > 0 and num_styles > 0 else None
-
-
-def init_label_embeddings(*embeddings) -> None:
-    """Small label embeddings: a conditioned prior starts close to the unconditional one."""
-    for e in embeddings:
-        if e is not None:
-            nn.init.normal_(e.weight, std=0.1)
-
-
-def label_bias(cls, style, labels):
-    """The (B, C) bias of labels from :func:`prepare_labels` ((B,) categories or (B, 2) category and
-    style), or 0 without them."""
-    if cls is None or labels is None:
-        return 0
-    if labels.ndim == 1:
-        return cls(labels)
-    bias = cls(labels[:, 0])
-    return bias + style(labels[:, 1]) if style is not None else bias
-
-
-def prepare_labels(cfg, labels, batch: int, device, training: bool):
-    """Labels as the embeddings read them, for a prior config with ``num_classes`` (and
-    ``num_styles``, ``label_dropout``): None without categories; else (B,) categories, or (B, 2)
-    category and style columns when the prior has styles. ``labels``: None, one category, (B,)
-    categories (any style) or (B, 2). In training each column is replaced by its "none" index
-    with probability ``label_dropout``, so that guidance and unconditional sampling work."""
-    num_classes, num_styles = cfg.num_classes, getattr(cfg, "num_styles", 0)
-    if num_classes <= 0:
-        return None
-    if labels is None:
-        labels = torch.full((batch,), num_classes, dtype=torch.long, device=device)
-        return torch.stack([labels, torch.full_like(labels, num_styles)], 1) if num_styles > 0 else labels
-    labels = torch.as_tensor(labels, device=device).long()
-    if labels.ndim == 0:   # one category for the whole batch
-        labels = labels.expand(batch)
-    if labels.ndim == 2 and num_styles <= 0:
-        raise ValueError("(category, style) labels given to a prior without styles (num_styles 0)")
-    if labels.ndim == 1 and num_styles > 0:
-        labels = torch.stack([labels, torch.full_like(labels, num_styles)], 1)
-    if training and cfg.label_dropout > 0:
-        drop = torch.rand(batch, device=device) < cfg.label_dropout
-        if labels.ndim == 1:
-            return torch.where(drop, torch.full_like(labels, num_classes), labels)
-        drop_style = torch.rand(batch, device=device) < cfg.label_dropout
-        labels = torch.stack([torch.where(drop, torch.full_like(labels[:, 0], num_classes), labels[:, 0]),
-                              torch.where(drop_style, torch.full_like(labels[:, 1], num_styles), labels[:, 1])], 1)
-    return labels
-
-
-def corrupt_codes(codes: torch.Tensor, share: float, num_codes: int) -> torch.Tensor:
-    """``codes`` with each replaced by a uniformly drawn code with probability ``share``: token
-    dropout, for the inputs of a prior in training (the targets stay the true codes). A code only
-    enters the predictions of the positions after it, so this blurs the context a prediction
-    reads, never its target."""
-    if share <= 0:
-        return codes
-    noise = torch.randint_like(codes, num_codes)
-    return torch.where(torch.rand(codes.shape, device=codes.device) < share, noise, codes)
+from . import register
+from .prior import Dropout, Prior, PriorConfig, init_label_embeddings, layer_bias, style_embedding
 
 
 class _Conditioning(nn.Module):
@@ -130,17 +53,18 @@ class _Conditioning(nn.Module):
         init_label_embeddings(self.cls, self.style)
 
     def forward(self, labels, cond):
-        bias = label_bias(self.cls, self.style, labels)
-        if torch.is_tensor(bias):
-            bias = bias[:, :, None, None]
-        if self.cond is not None and cond is not None:
-            bias = bias + self.cond(cond)
-        return bias
+        return layer_bias(self.cls, self.style, self.cond, labels, cond)
 
     def at(self, labels, cond, i: int, j: int):
         """The bias at position (i, j) as (B, C) (or 0), for incremental sampling."""
         bias = self(labels, None if cond is None else cond[:, :, i:i + 1, j:j + 1])
         return bias.flatten(1) if torch.is_tensor(bias) else bias
+
+
+def _head(cfg) -> nn.Sequential:
+    """Both PixelCNNs' head: 1x1 convolutions from the last layer's features to the logits."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
+                         nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
 
 
 def _head_at(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -150,34 +74,16 @@ def _head_at(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class _PriorMixin(Configurable):
-    """What the PixelCNNs and the transformer share: the training step, sampling entry and NLL per image."""
+@dataclass
+class PixelCNNConfig(PriorConfig):
+    """The report's PixelCNN (``dropout`` inside its residual blocks); the gated PixelCNN has the same fields."""
 
-    supports_row_crop = True   # output at row i depends on input rows <= i only
-
-    def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        codes = batch[0].long()
-        labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
-        cond = batch[2].float() if len(batch) > 2 else None
-        inputs = corrupt_codes(codes, self.config.token_dropout, self.config.num_codes) if self.training else codes
-        logits = self(inputs, labels, cond).float()
-        nll = F.cross_entropy(logits, codes)   # nats per code
-        # argmax over fp32: faster on CPU than over bf16 (docs/EXPERIMENTS.md, "Performance notes")
-        with torch.no_grad():
-            acc = (logits.argmax(1) == codes).float().mean()
-        return nll, {"nll": nll.item(), "acc": acc.item()}
-
-    def start_sampling(self, batch: int, shape, labels=None, cond=None):
-        """An incremental evaluator: ``state.step(codes, i, j) -> logits (B, K)`` at (i, j), called
-        in raster order after codes before (i, j) are filled in (see helpers/sampling.py)."""
-        labels = prepare_labels(self.config, labels, batch, self.embed.weight.device, False)
-        return self._sampler_class(self, batch, tuple(shape), labels, cond)
-
-    @torch.no_grad()
-    def nll_per_image(self, codes, labels=None, cond=None) -> torch.Tensor:
-        """Sum of the per-code NLLs of each image (nats), for likelihood-based analysis."""
-        logits = self(codes.long(), labels, cond).float()
-        return F.cross_entropy(logits, codes.long(), reduction="none").flatten(1).sum(1)
+    hidden: int = 128           # channels of the residual stack (gated: of both stacks)
+    layers: int = 12            # residual blocks (gated: gated layers, the first one the mask-A layer)
+    kernel: int = 3             # kernel of the mask-B convs (gated: of the gated layers after the first)
+    first_kernel: int = 7       # kernel of the mask-A input conv (gated: of the first layer): a wide first view
+    head_hidden: int = 256      # width of the 1x1 head before the logits
+    cond_channels: int = 0      # channels of a spatial condition map (0: none)
 
 
 # ---- (a) the report's PixelCNN ----------------------------------------------------------------
@@ -197,22 +103,6 @@ class MaskedConv2d(nn.Conv2d):
 
     def forward(self, x):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
-
-
-@dataclass
-class PixelCNNConfig:
-    num_codes: int = 512        # K, size of the VQ codebook (logits per position)
-    hidden: int = 128           # channels of the residual stack
-    layers: int = 12            # residual blocks (ReLU + 3x3 mask-B conv + BatchNorm)
-    kernel: int = 3             # kernel of the mask-B convs
-    first_kernel: int = 7       # kernel of the mask-A input conv
-    head_hidden: int = 256      # width of the 1x1 head before the logits
-    num_classes: int = 0        # categories to condition on (0: unconditional)
-    num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
-    label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
-    cond_channels: int = 0      # channels of a spatial condition map (0: none)
-    dropout: float = 0.0        # dropout inside the residual blocks
-    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
 
 
 class _PixelCNNBlock(nn.Module):
@@ -265,25 +155,23 @@ class _PixelCNNSampler:
 
 
 @register
-class PixelCNN(_PriorMixin, nn.Module):
-    config_class = PixelCNNConfig
-    _sampler_class = _PixelCNNSampler
+class PixelCNN(Prior):
+    """The report's PixelCNN: a mask-A input convolution, residual blocks of ReLU, a mask-B
+    convolution and BatchNorm (each block adds the conditioning bias), a 1x1 head."""
 
-    def __init__(self, config: PixelCNNConfig):
-        super().__init__()
-        self.config = cfg = config
-        self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
+    config_class = PixelCNNConfig
+    sampler_class = _PixelCNNSampler
+
+    def __init__(self, cfg: PixelCNNConfig):
+        super().__init__(cfg, cfg.hidden)
         self.input = MaskedConv2d(cfg.hidden, cfg.hidden, cfg.first_kernel, "A")
         self.input_cond = _Conditioning(cfg.hidden, cfg.num_classes, cfg.cond_channels, cfg.num_styles)
         self.blocks = nn.ModuleList([_PixelCNNBlock(cfg) for _ in range(cfg.layers)])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
-                                  nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
+        self.head = _head(cfg)
 
     def forward(self, codes, labels=None, cond=None):
-        cfg = self.config
-        labels = prepare_labels(cfg, labels, codes.shape[0], codes.device, self.training)
-        x = self.embed(codes).permute(0, 3, 1, 2)
-        x = self.input(x) + self.input_cond(labels, cond)
+        labels = self.labels_of(labels, codes)
+        x = self.input(self.embed(codes).permute(0, 3, 1, 2)) + self.input_cond(labels, cond)
         for block in self.blocks:
             x = block(x, labels, cond)
         return self.head(x)
@@ -292,19 +180,9 @@ class PixelCNN(_PriorMixin, nn.Module):
 # ---- (b) gated PixelCNN, no blind spot --------------------------------------------------------
 
 @dataclass
-class GatedPixelCNNConfig:
-    num_codes: int = 512        # K, size of the VQ codebook (logits per position)
-    hidden: int = 128           # channels of both stacks
-    layers: int = 12            # gated layers (the first one is the mask-A layer)
-    kernel: int = 3             # kernel of the gated layers after the first
-    first_kernel: int = 7       # kernel of the first gated layer (a wide first view, as in the paper)
-    head_hidden: int = 256      # width of the 1x1 head before the logits
-    num_classes: int = 0        # categories to condition on (0: unconditional)
-    num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
-    label_dropout: float = 0.0  # share of training labels replaced by "no category" (then labels=None works)
-    cond_channels: int = 0      # channels of a spatial condition map (0: none)
-    dropout: float = 0.0        # dropout on the horizontal stack's residual branch
-    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
+class GatedPixelCNNConfig(PixelCNNConfig):
+    """The gated PixelCNN's fields are the PixelCNN's (see there); its ``dropout`` is on the horizontal
+    stack's residual branch."""
 
 
 class GatedLayer(nn.Module):
@@ -401,26 +279,27 @@ class _GatedSampler:
 
 
 @register
-class GatedPixelCNN(_PriorMixin, nn.Module):
-    config_class = GatedPixelCNNConfig
-    _sampler_class = _GatedSampler
+class GatedPixelCNN(Prior):
+    """The gated PixelCNN: a stack of :class:`GatedLayer` (the first one mask A), a 1x1 head on the
+    horizontal stack. At 64 px (``for_vqvae2``) the bottom prior, conditioned on the top codes'
+    vectors (``VQVAE2.top_condition``), is narrower and shallower: its 16x16 grid costs four
+    times the 8x8 top grid per layer."""
 
-    def __init__(self, config: GatedPixelCNNConfig):
-        super().__init__()
-        self.config = cfg = config
-        self.embed = nn.Embedding(cfg.num_codes, cfg.hidden)
+    config_class = GatedPixelCNNConfig
+    sampler_class = _GatedSampler
+    level_configs = {"top": GatedPixelCNNConfig(), "bottom": GatedPixelCNNConfig(hidden=64, layers=10)}
+
+    def __init__(self, cfg: GatedPixelCNNConfig):
+        super().__init__(cfg, cfg.hidden)
         self.layers = nn.ModuleList([
             GatedLayer(cfg.hidden, cfg.first_kernel if i == 0 else cfg.kernel, i == 0,
                        cfg.num_classes, cfg.cond_channels, cfg.dropout, cfg.num_styles)
             for i in range(cfg.layers)])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(cfg.hidden, cfg.head_hidden, 1), nn.ReLU(),
-                                  nn.Conv2d(cfg.head_hidden, cfg.num_codes, 1))
+        self.head = _head(cfg)
 
     def forward(self, codes, labels=None, cond=None):
-        cfg = self.config
-        labels = prepare_labels(cfg, labels, codes.shape[0], codes.device, self.training)
-        x = self.embed(codes).permute(0, 3, 1, 2)
-        v = h = x
+        labels = self.labels_of(labels, codes)
+        v = h = self.embed(codes).permute(0, 3, 1, 2)
         for layer in self.layers:
             v, h = layer(v, h, labels, cond)
         return self.head(h)

@@ -33,27 +33,29 @@ for the bottom prior, the top codes (``cond_num_codes > 0``). ``condition(top_co
 conditioning map once; ``forward`` takes either the top codes (long, (B, h, w)) or that map
 (float, (B, cond_channels, H, W)), so samplers compute it once per batch, never per position.
 
-``training_step`` takes ``(codes[, labels[, cond]])``, the gated PixelCNN's order, and returns the
-NLL in nats per code.
+The training step (a batch ``(codes[, labels[, cond]])``, cond the top codes or their map; NLL
+in nats per code), NLL per image and sampling entry are those of every prior (prior.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import Configurable, register
-from .pixelcnn import Dropout, corrupt_codes, init_label_embeddings, label_bias, prepare_labels, style_embedding
+from . import register
+from .prior import Dropout, Prior, PriorConfig, init_label_embeddings, layer_bias, style_embedding
 from .vqvae import ResBlock
 
 
 @dataclass
-class PixelSNAILConfig:
-    num_codes: int = 512          # K: codes modelled (logits per position)
+class PixelSNAILConfig(PriorConfig):
+    """PixelSNAIL (``dropout`` inside its gated residual blocks); the defaults are the top prior's
+    at 64 px (an 8x8 grid), sized for minutes of CPU training."""
+
     height: int = 8               # grid rows (8: top codes, 16: bottom codes at 64x64)
     width: int = 8                # grid columns
     channels: int = 128           # C: width of the residual stream
@@ -64,29 +66,20 @@ class PixelSNAILConfig:
     attention: bool = True        # causal self-attention after each block's residual blocks
     heads: int = 4                # attention heads
     head_dim: int = 32            # query/key/value size per head
-    dropout: float = 0.1          # dropout inside the gated residual blocks (the report's priors overfit)
-    attn_dropout: float = 0.0     # dropout on attention weights
-    num_classes: int = 0          # categories to condition on (0: unconditional)
-    num_styles: int = 0           # styles (the vendor) to condition on as well (0: none; needs categories)
-    label_dropout: float = 0.0    # share of training labels replaced by "no category"
-    token_dropout: float = 0.0    # share of input codes replaced by random ones in training (corrupt_codes)
     cond_num_codes: int = 0       # codebook size of the conditioning (top) codes; 0: no spatial condition
     cond_channels: int = 64       # channels of the conditioning ResNet
     cond_res_blocks: int = 2      # its residual blocks
     cond_upsample: int = 2        # conditioning grid -> this grid (top 8x8 -> bottom 16x16: 2)
 
 
-# Named settings: the top prior (8x8) and the bottom prior (16x16, conditioned on the 8x8 top
-# codes) at 64x64, sized for minutes of CPU training. The bottom prior has no attention: its
-# 16x16 attention layers cost a large share of a step, and without them it trained faster to a
-# lower val NLL in equal time (docs/EXPERIMENTS.md, "The priors"). Most of what a bottom code
-# needs is local and the top codes bring the rest.
+# The two levels at 64x64 (their code counts and grids come from the VQ-VAE-2: for_vqvae2). The
+# bottom prior (16x16, conditioned on the 8x8 top codes) is narrower, shallower and has no
+# attention: its 16x16 attention layers cost a large share of a step, and without them it trained
+# faster to a lower val NLL in equal time (docs/EXPERIMENTS.md, "The priors"). Most of what a
+# bottom code needs is local and the top codes bring the rest.
 PIXELSNAIL_CONFIGS = {
-    "top": PixelSNAILConfig(num_codes=256, height=8, width=8, channels=128, blocks=4, res_blocks=2,
-                            dropout=0.1),
-    "bottom": PixelSNAILConfig(num_codes=512, height=16, width=16, channels=64, blocks=2, res_blocks=2,
-                               attention=False, dropout=0.1, cond_num_codes=256, cond_channels=64,
-                               cond_upsample=2),
+    "top": PixelSNAILConfig(),
+    "bottom": PixelSNAILConfig(channels=64, blocks=2, attention=False),
 }
 
 
@@ -101,14 +94,13 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
 
 
-def _attend(q, k, v, mask, dropout: float):
+def _attend(q, k, v, mask):
     """Masked attention. For short sequences (the 8x8 top grid) explicit matrix products are
     faster on CPU than the fused kernel; for 16x16 the fused kernel wins, and in fp32: its bf16
     version is slower on CPU than the casts around it (docs/PERFORMANCE.md)."""
-    if q.shape[-2] > 128 or dropout > 0:
+    if q.shape[-2] > 128:
         with torch.autocast(q.device.type, enabled=False):   # autocast would cast back to bf16
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
-                                                 dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
         return out.to(q.dtype)
     s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     w = s.masked_fill(~mask, float("-inf")).softmax(-1, dtype=torch.promote_types(s.dtype, torch.float32))
@@ -174,12 +166,7 @@ class GatedResBlock(nn.Module):
 
     def bias(self, labels, cond):
         """Per-image (B, 2C, 1, 1) and per-position (B, 2C, H, W) biases of the gate."""
-        b = label_bias(self.label, self.style, labels)
-        if torch.is_tensor(b):
-            b = b[:, :, None, None]
-        if self.cond is not None and cond is not None:
-            b = b + self.cond(cond)
-        return b
+        return layer_bias(self.label, self.style, self.cond, labels, cond)
 
     @staticmethod
     def gate(x, h):
@@ -198,9 +185,9 @@ class CausalAttention(nn.Module):
     """Multi-head attention over the raster order: position p attends to the null slot and to
     positions < p. Queries from the features x, keys/values from [x, e] (e: code embeddings)."""
 
-    def __init__(self, c: int, heads: int, head_dim: int, dropout: float):
+    def __init__(self, c: int, heads: int, head_dim: int):
         super().__init__()
-        self.heads, self.head_dim, self.dropout = heads, head_dim, dropout
+        self.heads, self.head_dim = heads, head_dim
         self.q = nn.Linear(c, heads * head_dim)
         self.kv = nn.Linear(2 * c, 2 * heads * head_dim)
         self.null_kv = nn.Parameter(torch.randn(2, heads, 1, head_dim) * 0.02)
@@ -227,7 +214,7 @@ class CausalAttention(nn.Module):
         null_k, null_v = (t.to(q.dtype).expand(B, -1, -1, -1) for t in self.null_kv)
         k = torch.cat([null_k, k.transpose(1, 2)], 2)                              # (B, h, L+1, d)
         v = torch.cat([null_v, v.transpose(1, 2)], 2)
-        out = _attend(q, k, v, self.mask(L, x.device), self.dropout if self.training else 0.0)
+        out = _attend(q, k, v, self.mask(L, x.device))
         return out.transpose(1, 2).reshape(B, L, -1)
 
 
@@ -240,7 +227,7 @@ class SNAILBlock(nn.Module):
         self.res = nn.ModuleList([GatedResBlock(c, cfg.kernel, cfg.dropout, cfg.num_classes, cond_channels,
                                                  cfg.num_styles)
                                   for _ in range(cfg.res_blocks)])
-        self.attn = CausalAttention(c, cfg.heads, cfg.head_dim, cfg.attn_dropout) if cfg.attention else None
+        self.attn = CausalAttention(c, cfg.heads, cfg.head_dim) if cfg.attention else None
         self.mix = nn.Linear(c + cfg.heads * cfg.head_dim, c) if cfg.attention else None
 
     def forward(self, x, e, labels, cond):
@@ -275,121 +262,7 @@ class ConditionNet(nn.Module):
         return self.net(self.embed(codes).permute(0, 3, 1, 2))
 
 
-# ---- the model --------------------------------------------------------------------------------
-
-@register
-class PixelSNAIL(Configurable, nn.Module):
-    config_class = PixelSNAILConfig
-    supports_row_crop = True   # output row i depends on input rows <= i only
-
-    def __init__(self, config: PixelSNAILConfig):
-        super().__init__()
-        self.config = cfg = config
-        c = cfg.channels
-        cond_channels = cfg.cond_channels if cfg.cond_num_codes > 0 else 0
-        self.embed = nn.Embedding(cfg.num_codes, c)
-        self.input = CausalConv2d(c, c, cfg.first_kernel, strict=True)
-        # Position is not data: adding it after the strict input conv tells p where it is.
-        self.pos = nn.Parameter(torch.zeros(c, cfg.height, cfg.width))
-        self.blocks = nn.ModuleList([SNAILBlock(cfg, cond_channels) for _ in range(cfg.blocks)])
-        self.head = nn.Linear(c, cfg.num_codes)
-        self.condition_net = (ConditionNet(cfg.cond_num_codes, cfg.cond_channels, cfg.cond_res_blocks,
-                                           cfg.cond_upsample) if cond_channels else None)
-
-    @classmethod
-    def for_vqvae2(cls, vqvae2, level: str, image_size: int = 64, **overrides) -> "PixelSNAIL":
-        """The named ``level`` ("top" or "bottom") config, its code counts and grid sizes taken from
-        ``vqvae2`` (a VQVAE2 or its config) at ``image_size``; ``overrides`` change any other field."""
-        vc = getattr(vqvae2, "config", vqvae2)
-        top, bottom = image_size // 8, image_size // 4
-        if level == "top":
-            sizes = dict(num_codes=vc.num_codes_top, height=top, width=top)
-        elif level == "bottom":
-            sizes = dict(num_codes=vc.num_codes_bottom, height=bottom, width=bottom,
-                         cond_num_codes=vc.num_codes_top, cond_upsample=bottom // top)
-        else:
-            raise ValueError(f"level must be 'top' or 'bottom', not {level!r}")
-        return cls(replace(PIXELSNAIL_CONFIGS[level], **{**sizes, **overrides}))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.config.height, self.config.width
-
-    # ---- conditioning ---------------------------------------------------------------------------
-
-    def condition(self, cond_codes: torch.Tensor) -> torch.Tensor:
-        """Top codes (B, h, w) long -> the conditioning map (B, cond_channels, H, W). Compute it
-        once per batch and pass it as ``cond`` (samplers do; see :meth:`start_sampling`)."""
-        if self.condition_net is None:
-            raise ValueError("this PixelSNAIL has no spatial condition (cond_num_codes=0)")
-        return self.condition_net(cond_codes.long())
-
-    def _cond_map(self, cond, H: int, W: int):
-        if self.condition_net is None:
-            return None
-        if cond is None:
-            raise ValueError("this PixelSNAIL is conditioned on top codes: "
-                             "pass cond= (the codes or condition(codes))")
-        if not torch.is_floating_point(cond):
-            cond = self.condition(cond)
-        return cond[:, :, :H, :W]   # a row-cropped sampler runs on the rows done so far
-
-    def _labels(self, labels, batch: int, device):
-        return prepare_labels(self.config, labels, batch, device, self.training)
-
-    # ---- the network ------------------------------------------------------------------------------
-
-    def forward(self, codes: torch.Tensor, labels=None, cond=None) -> torch.Tensor:
-        """Codes (B, H, W) long -> logits (B, K, H, W). ``labels``: None, one category or (B,);
-        ``cond``: top codes (B, h, w) long or their map from :meth:`condition` (bottom prior)."""
-        B, H, W = codes.shape
-        labels = self._labels(labels, B, codes.device)
-        cond = self._cond_map(cond, H, W)
-        e = self.embed(codes).permute(0, 3, 1, 2)
-        x = self.input(e) + self.pos[:, :H, :W]
-        for block in self.blocks:
-            x = block(x, e, labels, cond)
-        # (B, H, W, K) in memory, returned as a (B, K, H, W) view: the loss reads it back as
-        # (B*H*W, K) rows without a copy.
-        return self.head(_act(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-
-    # ---- training -------------------------------------------------------------------------------
-
-    def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        """batch = (codes[, labels[, cond]]), the gated PixelCNN's order: codes (B, H, W); labels (B,)
-        (or (B, 2) with a style column, when ``num_styles`` > 0), ignored without categories
-        (``num_classes`` 0) and None allowed; cond the top codes (B, h, w) long or their map from
-        :meth:`condition` (bottom prior) -> NLL in nats per code."""
-        codes = batch[0].long()
-        labels = batch[1] if len(batch) > 1 and self.config.num_classes > 0 else None
-        cond = batch[2] if len(batch) > 2 else None
-        if (labels is not None and labels.dim() not in (1, 2)) or (cond is not None and cond.dim() < 3):
-            # a batch in another order would otherwise fail deep inside, or train on the wrong input
-            raise ValueError("a PixelSNAIL batch is (codes, labels (B,) or (B, 2), cond (B, h, w) or its map), "
-                             f"got shapes {[None if t is None else tuple(t.shape) for t in batch]}")
-        inputs = corrupt_codes(codes, self.config.token_dropout, self.config.num_codes) if self.training else codes
-        logits = self(inputs, labels, cond).permute(0, 2, 3, 1).reshape(-1, self.config.num_codes).float()
-        nll = F.cross_entropy(logits, codes.reshape(-1))
-        with torch.no_grad():   # argmax over fp32 rows: faster on CPU than over bf16 ones (as in pixelcnn.py)
-            acc = (logits.argmax(1) == codes.reshape(-1)).float().mean()
-        return nll, {"nll": nll.item(), "acc": acc.item()}
-
-    @torch.no_grad()
-    def nll_per_image(self, codes, labels=None, cond=None) -> torch.Tensor:
-        """Sum of the per-code NLLs of each image (nats)."""
-        logits = self(codes.long(), labels, cond).float()
-        return F.cross_entropy(logits, codes.long(), reduction="none").flatten(1).sum(1)
-
-    # ---- sampling one position at a time --------------------------------------------------------
-
-    @torch.no_grad()
-    def start_sampling(self, n: int, shape=None, labels=None, cond=None) -> "IncrementalSampler":
-        """Caches for sampling ``n`` grids position by position: ``state.step(codes, i, j)`` ->
-        logits (n, K) at (i, j), called in raster order with the codes before (i, j) filled in
-        (the protocol of helpers/sampling.py). The conditioning map and every per-position bias
-        are computed here, once."""
-        return IncrementalSampler(self, n, shape, labels, cond)
-
+# ---- sampling one position at a time --------------------------------------------------------
 
 class IncrementalSampler:
     """Fills a grid in raster order with one position's worth of work per code.
@@ -399,6 +272,8 @@ class IncrementalSampler:
     at the previous position (its embedding feeds the input convolution and the attention
     keys/values), then computes every layer at (i, j) only, writing each layer's input there into
     its cache. Model in eval mode: the logits equal ``model(codes)[:, :, i, j]`` up to rounding.
+    The conditioning map and every per-position bias are computed here, once. Made by
+    ``model.start_sampling`` (prior.py), which prepares the labels.
     """
 
     def __init__(self, model: PixelSNAIL, n: int, shape=None, labels=None, cond=None):
@@ -409,7 +284,6 @@ class IncrementalSampler:
             raise ValueError(f"this PixelSNAIL samples grids of width {cfg.width} and at most "
                              f"{cfg.height} rows, not {(H, W)}")
         ref = model.pos
-        labels = model._labels(labels, n, ref.device)
         cond = model._cond_map(cond, H, W)
         self.input_cache = model.input.new_cache(n, H, W, ref)
         self.input_w = model.input.flat_weight()
@@ -482,6 +356,78 @@ class IncrementalSampler:
                 continue
             k, v = block.attn.split_kv(torch.cat([att["x"], e], -1))
             att["k"][:, :, p + 1], att["v"][:, :, p + 1] = k, v
+
+
+# ---- the model --------------------------------------------------------------------------------
+
+@register
+class PixelSNAIL(Prior):
+    config_class = PixelSNAILConfig
+    sampler_class = IncrementalSampler
+    level_configs = PIXELSNAIL_CONFIGS
+    retired_fields = {"attn_dropout": 0.0}
+    loss_over_rows = True   # its logits are (B, H, W, K) in memory (see forward)
+
+    def __init__(self, cfg: PixelSNAILConfig):
+        super().__init__(cfg, cfg.channels)
+        c = cfg.channels
+        cond_channels = cfg.cond_channels if cfg.cond_num_codes > 0 else 0
+        self.input = CausalConv2d(c, c, cfg.first_kernel, strict=True)
+        # Position is not data: adding it after the strict input conv tells p where it is.
+        self.pos = nn.Parameter(torch.zeros(c, cfg.height, cfg.width))
+        self.blocks = nn.ModuleList([SNAILBlock(cfg, cond_channels) for _ in range(cfg.blocks)])
+        self.head = nn.Linear(c, cfg.num_codes)
+        self.condition_net = (ConditionNet(cfg.cond_num_codes, cfg.cond_channels, cfg.cond_res_blocks,
+                                           cfg.cond_upsample) if cond_channels else None)
+
+    @staticmethod
+    def level_fields(vqvae2_config, level: str, image_size: int) -> dict:
+        """A level's code count and grid, and for the bottom the top codes it is conditioned on
+        (through its own ConditionNet)."""
+        vc, top, bottom = vqvae2_config, image_size // 8, image_size // 4
+        if level == "top":
+            return dict(num_codes=vc.num_codes_top, height=top, width=top)
+        return dict(num_codes=vc.num_codes_bottom, height=bottom, width=bottom, cond_num_codes=vc.num_codes_top,
+                    cond_upsample=bottom // top)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.config.height, self.config.width
+
+    # ---- conditioning ---------------------------------------------------------------------------
+
+    def condition(self, cond_codes: torch.Tensor) -> torch.Tensor:
+        """Top codes (B, h, w) long -> the conditioning map (B, cond_channels, H, W). Compute it
+        once per batch and pass it as ``cond`` (samplers do; see :meth:`start_sampling`)."""
+        if self.condition_net is None:
+            raise ValueError("this PixelSNAIL has no spatial condition (cond_num_codes=0)")
+        return self.condition_net(cond_codes.long())
+
+    def _cond_map(self, cond, H: int, W: int):
+        if self.condition_net is None:
+            return None
+        if cond is None:
+            raise ValueError("this PixelSNAIL is conditioned on top codes: "
+                             "pass cond= (the codes or condition(codes))")
+        if not torch.is_floating_point(cond):
+            cond = self.condition(cond)
+        return cond[:, :, :H, :W]   # a row-cropped sampler runs on the rows done so far
+
+    # ---- the network ------------------------------------------------------------------------------
+
+    def forward(self, codes: torch.Tensor, labels=None, cond=None) -> torch.Tensor:
+        """Codes (B, H, W) long -> logits (B, K, H, W). ``labels``: None, one category or (B,);
+        ``cond``: top codes (B, h, w) long or their map from :meth:`condition` (bottom prior)."""
+        H, W = codes.shape[1:]
+        labels = self.labels_of(labels, codes)
+        cond = self._cond_map(cond, H, W)
+        e = self.embed(codes).permute(0, 3, 1, 2)
+        x = self.input(e) + self.pos[:, :H, :W]
+        for block in self.blocks:
+            x = block(x, e, labels, cond)
+        # (B, H, W, K) in memory, returned as a (B, K, H, W) view: the loss reads it back as
+        # (B*H*W, K) rows without a copy.
+        return self.head(_act(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
 
 
 __all__ = ["PixelSNAIL", "PixelSNAILConfig", "PIXELSNAIL_CONFIGS", "CausalConv2d", "IncrementalSampler"]

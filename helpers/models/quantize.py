@@ -13,9 +13,6 @@ Tricks on top (all of them keep the codebook fully used, which the report did no
 - dead-code restart (Dhariwal et al. 2020, Jukebox): a code that got no vector for
   ``restart_window`` training steps is re-seeded from a small ring buffer of recent encoder
   outputs, so it lands where the data are.
-- optionally (``l2=True``), encoder outputs and code vectors on the unit sphere (Yu et al. 2022,
-  "Vector-quantized Image Modeling with Improved VQGAN"): the lookup compares directions only,
-  so no code is out of reach for having the wrong length.
 - distances and the EMA run in fp32 even under bf16 autocast: bf16 has 8 bits of mantissa,
   too few to tell close codes apart or to accumulate a 0.99 moving average.
 
@@ -56,17 +53,13 @@ class VectorQuantizer(nn.Module):
         kmeans_init: bool = True,       # initialise the codebook by k-means on the first batch
         kmeans_iters: int = 10,         # Lloyd iterations of that k-means
         restart_window: int = 100,      # a code unused for this many training steps is re-seeded (0: never)
-        restart_threshold: float = 0.0,  # also re-seed codes whose EMA count falls below this
-                                         # (starving codes the window rule misses; 0: off)
         restart_buffer: int = 4096,     # recent encoder outputs kept to re-seed dead codes from
-        l2: bool = False,               # l2-normalise encoder outputs and code vectors (cosine lookup)
     ):
         super().__init__()
         self.num_codes, self.dim = num_codes, dim
         self.beta, self.decay, self.eps = beta, decay, eps
         self.kmeans_iters = kmeans_iters
-        self.restart_window, self.restart_threshold = restart_window, restart_threshold
-        self.l2 = l2
+        self.restart_window = restart_window
 
         codebook = torch.randn(num_codes, dim)
         self.register_buffer("codebook", codebook)                      # (K, D) the code vectors
@@ -90,14 +83,14 @@ class VectorQuantizer(nn.Module):
         """Encoder outputs (B, D, H, W) -> nearest codes (B, H, W); no codebook update."""
         B, D, H, W = z.shape
         with torch.autocast(z.device.type, enabled=False):
-            flat = self._unit(z.detach().float().permute(0, 2, 3, 1).reshape(-1, D))
+            flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, D)
             return self._nearest(flat).view(B, H, W)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         B, D, H, W = z.shape
         assert D == self.dim, f"expected {self.dim} channels, got {D}"
         with torch.autocast(z.device.type, enabled=False):
-            zf = self._unit(z.float().permute(0, 2, 3, 1).reshape(-1, D))   # (N, D) fp32, keeps the graph
+            zf = z.float().permute(0, 2, 3, 1).reshape(-1, D)   # (N, D) fp32, keeps the graph
             if self.training and not bool(self.initialized):
                 self._kmeans_init(zf.detach())
             codes = self._nearest(zf.detach())
@@ -113,10 +106,6 @@ class VectorQuantizer(nn.Module):
         return QuantizerOutput(quantized, codes.view(B, H, W), loss, perplexity, int((counts > 0).sum()))
 
     # ---- internals ----------------------------------------------------------------------------
-
-    def _unit(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows of ``x`` on the unit sphere when ``l2``, else ``x``."""
-        return F.normalize(x, dim=1) if self.l2 else x
 
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2; ||z||^2 is the same for every code, so skip it.
@@ -134,12 +123,12 @@ class VectorQuantizer(nn.Module):
         # Laplace smoothing: no code divides by ~0, the total count n is preserved.
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
-        self.codebook.copy_(self._unit(self.embed_sum / smoothed.unsqueeze(1)))
+        self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
 
         self.step += 1
         self.last_used[counts > 0] = self.step
         self._remember(zf)
-        if self.restart_window > 0 or self.restart_threshold > 0:
+        if self.restart_window > 0:
             self._restart_dead_codes()
 
     @torch.no_grad()
@@ -157,11 +146,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead_codes(self) -> None:
-        dead = torch.zeros(self.num_codes, dtype=torch.bool, device=self.codebook.device)
-        if self.restart_window > 0:
-            dead |= (self.step - self.last_used) >= self.restart_window
-        if self.restart_threshold > 0:
-            dead |= self.cluster_size < self.restart_threshold
+        dead = (self.step - self.last_used) >= self.restart_window
         n_dead = int(dead.sum())
         filled = min(int(self.recent_count), self.recent.shape[0])
         if n_dead == 0 or filled == 0:
@@ -169,7 +154,7 @@ class VectorQuantizer(nn.Module):
         pick = torch.randint(filled, (n_dead,), device=self.recent.device)
         seeds = self.recent[pick]
         # A little noise, so two codes re-seeded from the same vector can still split apart.
-        seeds = self._unit(seeds + 0.01 * seeds.std() * torch.randn_like(seeds))
+        seeds = seeds + 0.01 * seeds.std() * torch.randn_like(seeds)
         seeds = self._broadcast(seeds)   # same seeds on every rank (dead mask is equal already)
         self.codebook[dead] = seeds
         self.embed_sum[dead] = seeds       # as if each had been assigned one vector: itself
@@ -194,7 +179,7 @@ class VectorQuantizer(nn.Module):
             sums = torch.zeros_like(centroids).index_add_(0, assign, zf)
             keep = counts > 0                                 # an empty cluster keeps its centroid
             centroids[keep] = sums[keep] / counts[keep].unsqueeze(1)
-        centroids = self._broadcast(self._unit(centroids))
+        centroids = self._broadcast(centroids)
         counts = self._broadcast(counts)
         self.codebook.copy_(centroids)
         # Counts >= 1: a cluster that was empty must not decay towards the origin on the first EMA step.
@@ -223,7 +208,7 @@ class VectorQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, decay={self.decay}, "
-                f"restart_window={self.restart_window}" + (", l2" if self.l2 else ""))
+                f"restart_window={self.restart_window}")
 
 
 

@@ -10,10 +10,10 @@ The grid (B, H, W) is read as the sequence of its H * W codes. The input at posi
 embedding of code t - 1 (a start token at t = 0), a learned position embedding and the label
 bias (category, and style) that every position shares; pre-norm blocks of causal self-attention
 and a GELU MLP follow. So the logits at t depend on codes strictly before t, in raster order
-(tests check this by gradients), and the model has the PixelCNNs' interface: logits (B, K, H, W),
-``training_step`` (NLL in nats per code), ``nll_per_image``, rows <= i only at row i
-(``supports_row_crop``), and ``start_sampling``: every layer's keys and values are cached, so a
-sampling step computes one position (tests compare it with the full forward).
+(tests check this by gradients), and the model is a prior like the others (prior.py): logits
+(B, K, H, W), the shared training step and NLL, rows <= i only at row i (``supports_row_crop``),
+and ``start_sampling``: every layer's keys and values are cached, so a sampling step computes one
+position (tests compare it with the full forward).
 
 Unlike a convolution, every position sees the whole grid before it at once, and nothing in the
 architecture says that neighbouring codes are related: the position embeddings learn it.
@@ -28,23 +28,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
-from .pixelcnn import Dropout, _PriorMixin, init_label_embeddings, label_bias, prepare_labels, style_embedding
+from .prior import Dropout, Prior, PriorConfig, init_label_embeddings, label_bias, style_embedding
 
 
 @dataclass
-class TransformerPriorConfig:
-    num_codes: int = 512        # K, size of the VQ codebook (logits per position)
+class TransformerPriorConfig(PriorConfig):
+    """The transformer prior (``dropout`` on the embeddings and after attention and MLP)."""
+
     height: int = 8             # the code grid it models (its positions have learned embeddings)
     width: int = 8
     hidden: int = 192           # width of the residual stream
     layers: int = 4             # transformer blocks
     heads: int = 6              # attention heads (hidden must divide by them)
     mlp_ratio: int = 4          # MLP width / hidden
-    dropout: float = 0.1        # on the embeddings and after attention and MLP
-    num_classes: int = 0        # categories to condition on (0: unconditional)
-    num_styles: int = 0         # styles (the vendor) to condition on as well (0: none; needs categories)
-    label_dropout: float = 0.0  # share of training labels replaced by "none" (then labels=None works)
-    token_dropout: float = 0.0  # share of input codes replaced by random ones in training (corrupt_codes)
 
 
 class _Block(nn.Module):
@@ -85,8 +81,9 @@ class _TransformerSampler:
     that position runs through the blocks, its query attending to the cached positions before it."""
 
     def __init__(self, model: "TransformerPrior", B: int, shape, labels, cond):
+        cfg = model.config
+        H, W = shape = (cfg.height, cfg.width) if shape is None else shape
         model.check_grid(shape, cond)
-        cfg, (H, W) = model.config, shape
         weight = model.embed.weight
         self.m, self.W, self.bias = model, W, label_bias(model.cls, model.style, labels)
         size = (B, cfg.heads, H * W, cfg.hidden // cfg.heads)
@@ -106,16 +103,17 @@ class _TransformerSampler:
 
 
 @register
-class TransformerPrior(_PriorMixin, nn.Module):
-    config_class = TransformerPriorConfig
-    _sampler_class = _TransformerSampler
+class TransformerPrior(Prior):
+    """Start token and code embeddings, learned positions and the label bias; pre-norm blocks; a
+    final LayerNorm and linear head (module doc)."""
 
-    def __init__(self, config: TransformerPriorConfig):
-        super().__init__()
-        self.config = cfg = config
+    config_class = TransformerPriorConfig
+    sampler_class = _TransformerSampler
+
+    def __init__(self, cfg: TransformerPriorConfig):
         if cfg.hidden % cfg.heads:
             raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
-        self.embed = nn.Embedding(cfg.num_codes + 1, cfg.hidden)   # index num_codes: the start token
+        super().__init__(cfg, cfg.hidden, extra_codes=1)   # index num_codes: the start token
         self.pos = nn.Parameter(torch.randn(cfg.height * cfg.width, cfg.hidden) * 0.02)
         # index num_classes (num_styles) is "none": what label dropout trains, and what labels=None uses
         self.cls = nn.Embedding(cfg.num_classes + 1, cfg.hidden) if cfg.num_classes > 0 else None
@@ -143,7 +141,7 @@ class TransformerPrior(_PriorMixin, nn.Module):
     def forward(self, codes, labels=None, cond=None):
         cfg, (B, H, W) = self.config, codes.shape
         self.check_grid((H, W), cond)
-        labels = prepare_labels(cfg, labels, B, codes.device, self.training)
+        labels = self.labels_of(labels, codes)
         seq = codes.flatten(1)
         start = torch.full_like(seq[:, :1], cfg.num_codes)
         x = self.embed(torch.cat([start, seq[:, :-1]], 1)) + self.pos[:H * W]

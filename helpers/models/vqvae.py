@@ -10,8 +10,8 @@ tanh saturates and slows learning of the many pure-white/black pixels of emojis)
 mode it is clamped to [-1, 1].
 
 Loss (the report's recipe, with config weights): MSE + commitment + ssim_weight * (1 - SSIM)
-+ l1_weight * L1 + perceptual_weight * VGG16 feature distance; the reconstruction terms live in
-losses.py, shared with VQ-VAE-2 and the super-resolution decoder.
++ l1_weight * L1; the reconstruction terms live in losses.py, shared with VQ-VAE-2 and the
+super-resolution decoder.
 """
 
 from __future__ import annotations
@@ -35,41 +35,30 @@ class VQVAEConfig:
     res_blocks: int = 2             # residual blocks per resolution level, encoder and decoder
     res_hidden: int = 64            # bottleneck channels inside a residual block at the latent level
     downsample: int = 4             # 4: 32x32 -> 8x8 codes;  2: 32x32 -> 16x16 codes
-    num_codes: int = 512            # codebook size K
-    embed_dim: int = 64             # code vector size D (small D: nearest-code search is better posed)
+    num_codes: int = 1024           # codebook size K ...
+    embed_dim: int = 32             # ... of code vectors of size D: many small codes beat fewer large ones
+                                    # in equal time, every code still in use (docs/EXPERIMENTS.md,
+                                    # "Choosing the VQ-VAE"); a small D keeps the nearest-code search well posed
     beta: float = 0.25              # commitment weight
     decay: float = 0.99             # EMA decay of the codebook
     kmeans_init: bool = True        # codebook from k-means on the first batch
     restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
                                     # short: it ends the collapse after the k-means init sooner
-    restart_threshold: float = 0.0  # also re-seed codes whose EMA count falls below this (0: off)
-    ssim_weight: float = 0.0        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
-    l1_weight: float = 0.0          # weight of the L1 term: less blur on flat colour regions
-    perceptual_weight: float = 0.0  # weight of the VGG16 feature loss (only if weights are cached)
-    l2_codes: bool = False          # l2-normalised encoder outputs and codes: a cosine lookup (quantize.py)
-    augment_flip: bool = False      # training only: mirror each image with probability 1/2 ...
-    augment_shift: int = 0          # ... and move it up to this many pixels on white (tensors.random_flip_shift)
+    ssim_weight: float = 0.2        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
+    l1_weight: float = 0.0          # weight of the L1 term: L1 instead of SSIM scored lower (same section)
+    train_flip: bool = False        # training images mirrored with probability 1/2 ...
+    train_shift: int = 0            # ... and moved up to this many pixels on white (tensors.random_flip_shift);
+                                    # off: it closed the train-val gap without raising val at 6000 steps
+                                    # (docs/EXPERIMENTS.md, "Augmenting the VQ-VAE's training images")
 
 
-# The report's configuration (codebook 256, hidden 256, embedding 256) and ours.
-# "default" is chosen by measurement (docs/EXPERIMENTS.md, "Choosing the VQ-VAE"): many small codes
-# beat fewer large ones at equal time, with every code still in use.
+# "default" is VQVAEConfig(); "report" is the original report's (codebook 256, hidden 256,
+# embedding 256, MSE + commitment only); "latent16" the 16x16-code side model of 01's rate /
+# quality table.
 VQVAE_CONFIGS = {
-    "report": VQVAEConfig(num_codes=256, hidden=256, embed_dim=256, res_hidden=64,
-                          ssim_weight=0.0, l1_weight=0.0),
-    "default": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64,
-                           ssim_weight=0.2, l1_weight=0.0),
-    # default, trained on mirrored and 1 px shifted images: does it generalise to unseen emojis better?
-    "augmented": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64,
-                             ssim_weight=0.2, l1_weight=0.0, augment_flip=True, augment_shift=1),
-    # default with its codes on the unit sphere: do codes compared by direction reconstruct better?
-    "l2": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, ssim_weight=0.2, l1_weight=0.0,
-                      l2_codes=True),
-    # default with a quarter of the codes: a prior over 256 codes has less to learn from few images
-    "codebook256": VQVAEConfig(num_codes=256, hidden=128, embed_dim=32, res_hidden=64, ssim_weight=0.2,
-                               l1_weight=0.0),
-    "latent16": VQVAEConfig(num_codes=1024, hidden=128, embed_dim=32, res_hidden=64, downsample=2,
-                            ssim_weight=0.2, l1_weight=0.0),
+    "default": VQVAEConfig(),
+    "report": VQVAEConfig(num_codes=256, hidden=256, embed_dim=256, ssim_weight=0.0),
+    "latent16": VQVAEConfig(downsample=2),
 }
 
 
@@ -140,6 +129,8 @@ class Decoder(nn.Module):
 @register
 class VQVAE(Configurable, nn.Module):
     config_class = VQVAEConfig
+    renamed_fields = {"augment_flip": "train_flip", "augment_shift": "train_shift"}
+    retired_fields = {"restart_threshold": 0.0, "perceptual_weight": 0.0, "l2_codes": False}
 
     def __init__(self, config: VQVAEConfig):
         super().__init__()
@@ -147,13 +138,14 @@ class VQVAE(Configurable, nn.Module):
         self.encoder = Encoder(config)
         self.quantizer = VectorQuantizer(
             config.num_codes, config.embed_dim, beta=config.beta, decay=config.decay,
-            kmeans_init=config.kmeans_init, restart_window=config.restart_window,
-            restart_threshold=config.restart_threshold, l2=config.l2_codes)
+            kmeans_init=config.kmeans_init, restart_window=config.restart_window)
         self.decoder = Decoder(config)
 
     @classmethod
     def named(cls, name: str, **overrides) -> "VQVAE":
         """A model from VQVAE_CONFIGS by name, with optional field overrides."""
+        if name not in VQVAE_CONFIGS:
+            raise ValueError(f"no VQ-VAE config {name!r}; the named ones: {list(VQVAE_CONFIGS)}")
         return cls(replace(VQVAE_CONFIGS[name], **overrides))
 
     def latent_size(self, image_size: int = 32) -> int:
@@ -193,11 +185,10 @@ class VQVAE(Configurable, nn.Module):
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
         cfg = self.config
-        images = random_flip_shift(batch[0], cfg.augment_flip, cfg.augment_shift) if self.training else batch[0]
+        images = random_flip_shift(batch[0], cfg.train_flip, cfg.train_shift) if self.training else batch[0]
         x = self._prepare(images)
         recon, vq = self(x)
-        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight,
-                                         perceptual_weight=cfg.perceptual_weight)
+        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
         loss = loss + vq.loss
         logs.update(commit=vq.loss.item(), perplexity=vq.perplexity.item(), used=float(vq.used), loss=loss.item())
         return loss, logs

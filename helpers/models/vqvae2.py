@@ -52,11 +52,11 @@ class VQVAE2Config:
     kmeans_init: bool = True        # codebooks from k-means on the first batch
     restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
                                     # at 100 the top level could collapse in short runs (quick's)
-    restart_threshold: float = 0.0  # also re-seed codes whose EMA count falls below this (0: off)
     ssim_weight: float = 0.2        # weight of (1 - SSIM): sharper edges than MSE alone
     l1_weight: float = 0.0          # weight of L1: less blur on flat colour regions
-    augment_flip: bool = False      # training only: mirror each image with probability 1/2 ...
-    augment_shift: int = 0          # ... and move it up to this many pixels on white (tensors.random_flip_shift)
+    train_flip: bool = False        # training images mirrored with probability 1/2 ...
+    train_shift: int = 0            # ... and moved up to this many pixels on white (tensors.random_flip_shift);
+                                    # off, as the VQ-VAE's (vqvae.py)
 
 
 # The report's setting (EMBED_DIM 256, NUM_EMBEDDINGS 512 at both levels; channels as rosinality's
@@ -65,8 +65,7 @@ class VQVAE2Config:
 # detail, so the top needs fewer, better-used codes, and its prior a smaller vocabulary: with 512
 # many top codes went unused at the same PSNR (docs/EXPERIMENTS.md, "256 top codes for the VQ-VAE-2").
 VQVAE2_CONFIGS = {
-    "report": VQVAE2Config(hidden=128, res_hidden=32, decoder_hidden=128, embed_dim=256,
-                           num_codes_top=512, num_codes_bottom=512, ssim_weight=0.0, l1_weight=0.0),
+    "report": VQVAE2Config(res_hidden=32, embed_dim=256, num_codes_top=512, num_codes_bottom=512, ssim_weight=0.0),
     "default": VQVAE2Config(),
 }
 
@@ -149,6 +148,8 @@ class Decoder(nn.Module):
 @register
 class VQVAE2(Configurable, nn.Module):
     config_class = VQVAE2Config
+    renamed_fields = {"augment_flip": "train_flip", "augment_shift": "train_shift"}
+    retired_fields = {"restart_threshold": 0.0}
 
     def __init__(self, config: VQVAE2Config):
         super().__init__()
@@ -157,7 +158,7 @@ class VQVAE2(Configurable, nn.Module):
 
         def quantizer(num_codes: int) -> VectorQuantizer:
             return VectorQuantizer(num_codes, d, beta=cfg.beta, decay=cfg.decay, kmeans_init=cfg.kmeans_init,
-                                   restart_window=cfg.restart_window, restart_threshold=cfg.restart_threshold)
+                                   restart_window=cfg.restart_window)
 
         self.enc_b = BottomEncoder(cfg)
         self.enc_t = TopEncoder(cfg)
@@ -173,6 +174,8 @@ class VQVAE2(Configurable, nn.Module):
     @classmethod
     def named(cls, name: str, **overrides) -> "VQVAE2":
         """A model from VQVAE2_CONFIGS by name, with optional field overrides."""
+        if name not in VQVAE2_CONFIGS:
+            raise ValueError(f"no VQ-VAE-2 config {name!r}; the named ones: {list(VQVAE2_CONFIGS)}")
         return cls(replace(VQVAE2_CONFIGS[name], **overrides))
 
     @staticmethod
@@ -244,7 +247,7 @@ class VQVAE2(Configurable, nn.Module):
         + l1_weight * L1; logs mse, psnr, ssim, commit, perplexity and used codes per level. In
         training, images are first mirrored and moved as the config says."""
         cfg = self.config
-        images = random_flip_shift(batch[0], cfg.augment_flip, cfg.augment_shift) if self.training else batch[0]
+        images = random_flip_shift(batch[0], cfg.train_flip, cfg.train_shift) if self.training else batch[0]
         x = self._prepare(images)
         recon, vq_t, vq_b = self(x)
         loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
