@@ -236,7 +236,7 @@ def test_priors_for_a_vqvae2_take_its_code_counts_and_grids():
     assert (top.config.num_codes, top.shape, top.config.num_classes) == (128, (8, 8), 7)
     assert (bottom.config.num_codes, bottom.shape, bottom.config.cond_num_codes) == (300, (16, 16), 128)
     assert bottom.config.channels == 32 and top.condition_net is None
-    assert top.config == replace(PIXELSNAIL_CONFIGS["top"], num_codes=128, num_classes=7)   # the rest: the named level's
+    assert top.config == replace(PIXELSNAIL_CONFIGS["top"], num_codes=128, num_classes=7)   # the rest: its level's
     assert top.config.attention and not bottom.config.attention
     with pytest.raises(ValueError, match="level"):
         PixelSNAIL.for_vqvae2(vc, "middle")

@@ -46,12 +46,12 @@ def test_vqvae_named_configs_build_and_are_registered():
 
 def test_vqvae_training_step_returns_finite_loss_and_float_logs():
     torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(ssim_weight=0.5, l1_weight=0.5, **TINY)).train()
+    model = VQVAE(VQVAEConfig(ssim_weight=0.5, **TINY)).train()
     loss, logs = model.training_step((_images(),))
     assert loss.ndim == 0 and torch.isfinite(loss)
-    for key in ("mse", "commit", "perplexity", "used", "psnr", "ssim", "l1", "loss"):
+    for key in ("mse", "commit", "perplexity", "used", "psnr", "ssim", "loss"):
         assert isinstance(logs[key], float), key
-    expected = logs["mse"] + logs["commit"] + 0.5 * (1 - logs["ssim"]) + 0.5 * logs["l1"]
+    expected = logs["mse"] + logs["commit"] + 0.5 * (1 - logs["ssim"])
     assert math.isclose(logs["loss"], expected, rel_tol=1e-4)
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.parameters())   # straight-through reaches the encoder

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
-def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0,
-                        l1_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """MSE + ssim_weight * (1 - SSIM) + l1_weight * L1 of images in [-1, 1], in fp32 — the one
-    reconstruction loss of every decoder in the project.
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """MSE + ssim_weight * (1 - SSIM) of images in [-1, 1], in fp32 — the one reconstruction loss
+    of every decoder in the project.
     Logs mse, psnr (dB, as for images in [0, 1]) and each term that is on."""
     recon, x = recon.float(), x.float()
     mse = F.mse_loss(recon, x)
@@ -23,10 +22,6 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: fl
         s = ssim((recon + 1) / 2, (x + 1) / 2)
         loss = loss + ssim_weight * (1 - s)
         logs["ssim"] = s.item()
-    if l1_weight > 0:
-        l1 = F.l1_loss(recon, x)
-        loss = loss + l1_weight * l1
-        logs["l1"] = l1.item()
     return loss, logs
 
 

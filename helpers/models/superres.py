@@ -17,7 +17,7 @@ Embeddings are copies of the VQ-VAE-2 codebooks (:meth:`SuperRes.from_vqvae2`) a
 with them (``freeze_codebooks``): only the decoder learns, so the codes mean what they mean to
 the VQ-VAE-2 and its priors' samples can be drawn at 128 px; upsampling is a 3x3 convolution to 4x the channels followed by a pixel
 shuffle (sub-pixel convolution, Shi et al. 2016), which on CPU runs faster than transposed
-convolutions of the same reach. Loss as the VQ-VAE-2's: MSE + ssim_weight * (1 - SSIM) + l1_weight * L1.
+convolutions of the same reach. Loss as the VQ-VAE-2's: MSE + ssim_weight * (1 - SSIM).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ class SuperResConfig:
     upsample: int = 8               # bottom grid -> image side: 16 * 8 = 128
     in_channels: int = 3            # RGB out
     ssim_weight: float = 0.2        # weight of (1 - SSIM)
-    l1_weight: float = 0.0          # weight of L1
     freeze_codebooks: bool = True   # the code embeddings are the VQ-VAE-2's and are not trained
     skip: bool = True               # read the low-res image too and add to its bicubic upscale
 
@@ -66,6 +65,7 @@ class _Up(nn.Module):
 @register
 class SuperRes(Configurable, nn.Module):
     config_class = SuperResConfig
+    retired_fields = {"l1_weight": 0.0}
 
     def __init__(self, config: SuperResConfig):
         super().__init__()
@@ -140,8 +140,7 @@ class SuperRes(Configurable, nn.Module):
         *codes, images = batch
         target = to_model_input(images)
         out = self(*codes)
-        loss, logs = reconstruction_loss(out, target, ssim_weight=self.config.ssim_weight,
-                                         l1_weight=self.config.l1_weight)
+        loss, logs = reconstruction_loss(out, target, ssim_weight=self.config.ssim_weight)
         logs["loss"] = loss.item()
         return loss, logs
 

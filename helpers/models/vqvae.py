@@ -9,9 +9,8 @@ transposed convolutions + residual blocks -> 32x32 RGB. The output layer is line
 tanh saturates and slows learning of the many pure-white/black pixels of emojis); in eval
 mode it is clamped to [-1, 1].
 
-Loss (the report's recipe, with config weights): MSE + commitment + ssim_weight * (1 - SSIM)
-+ l1_weight * L1; the reconstruction terms live in losses.py, shared with VQ-VAE-2 and the
-super-resolution decoder.
+Loss (the report's recipe, with a config weight): MSE + commitment + ssim_weight * (1 - SSIM); the
+reconstruction terms live in losses.py, shared with VQ-VAE-2 and the super-resolution decoder.
 """
 
 from __future__ import annotations
@@ -44,8 +43,9 @@ class VQVAEConfig:
     kmeans_init: bool = True        # codebook from k-means on the first batch
     restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
                                     # short: it ends the collapse after the k-means init sooner
-    ssim_weight: float = 0.2        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone
-    l1_weight: float = 0.0          # weight of the L1 term: L1 instead of SSIM scored lower (same section)
+    ssim_weight: float = 0.2        # weight of (1 - SSIM) in the loss: sharper edges than MSE alone,
+                                    # and higher val PSNR than L1 in its place (docs/EXPERIMENTS.md,
+                                    # "Choosing the VQ-VAE")
     train_flip: bool = False        # training images mirrored with probability 1/2 ...
     train_shift: int = 0            # ... and moved up to this many pixels on white (tensors.random_flip_shift);
                                     # off: it closed the train-val gap without raising val at 6000 steps
@@ -130,7 +130,7 @@ class Decoder(nn.Module):
 class VQVAE(Configurable, nn.Module):
     config_class = VQVAEConfig
     renamed_fields = {"augment_flip": "train_flip", "augment_shift": "train_shift"}
-    retired_fields = {"restart_threshold": 0.0, "perceptual_weight": 0.0, "l2_codes": False}
+    retired_fields = {"restart_threshold": 0.0, "perceptual_weight": 0.0, "l2_codes": False, "l1_weight": 0.0}
 
     def __init__(self, config: VQVAEConfig):
         super().__init__()
@@ -188,7 +188,7 @@ class VQVAE(Configurable, nn.Module):
         images = random_flip_shift(batch[0], cfg.train_flip, cfg.train_shift) if self.training else batch[0]
         x = self._prepare(images)
         recon, vq = self(x)
-        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
+        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight)
         loss = loss + vq.loss
         logs.update(commit=vq.loss.item(), perplexity=vq.perplexity.item(), used=float(vq.used), loss=loss.item())
         return loss, logs

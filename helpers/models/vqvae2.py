@@ -53,7 +53,6 @@ class VQVAE2Config:
     restart_window: int = 20        # training steps without use before a code is re-seeded (0: never);
                                     # at 100 the top level could collapse in short runs (quick's)
     ssim_weight: float = 0.2        # weight of (1 - SSIM): sharper edges than MSE alone
-    l1_weight: float = 0.0          # weight of L1: less blur on flat colour regions
     train_flip: bool = False        # training images mirrored with probability 1/2 ...
     train_shift: int = 0            # ... and moved up to this many pixels on white (tensors.random_flip_shift);
                                     # off, as the VQ-VAE's (vqvae.py)
@@ -149,7 +148,7 @@ class Decoder(nn.Module):
 class VQVAE2(Configurable, nn.Module):
     config_class = VQVAE2Config
     renamed_fields = {"augment_flip": "train_flip", "augment_shift": "train_shift"}
-    retired_fields = {"restart_threshold": 0.0}
+    retired_fields = {"restart_threshold": 0.0, "l1_weight": 0.0}
 
     def __init__(self, config: VQVAE2Config):
         super().__init__()
@@ -243,14 +242,14 @@ class VQVAE2(Configurable, nn.Module):
     # ---- training -----------------------------------------------------------------------------
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
-        """batch = (images_uint8,) -> loss = MSE + commitment (both levels) + ssim_weight * (1 - SSIM)
-        + l1_weight * L1; logs mse, psnr, ssim, commit, perplexity and used codes per level. In
+        """batch = (images_uint8,) -> loss = MSE + commitment (both levels) + ssim_weight * (1 - SSIM);
+        logs mse, psnr, ssim, commit, perplexity and used codes per level. In
         training, images are first mirrored and moved as the config says."""
         cfg = self.config
         images = random_flip_shift(batch[0], cfg.train_flip, cfg.train_shift) if self.training else batch[0]
         x = self._prepare(images)
         recon, vq_t, vq_b = self(x)
-        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight, l1_weight=cfg.l1_weight)
+        loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight)
         commit = vq_t.loss + vq_b.loss
         loss = loss + commit
         logs.update(commit=commit.item(), perplexity_top=vq_t.perplexity.item(),
