@@ -26,6 +26,9 @@ from . import paths
 from .profiles import get_profile, profile_names
 
 DASH = "—"
+FIDELITY = ("precision", "recall", "density", "coverage")
+# measures of a prior's samples placed against references on all the val images
+SAMPLE_MEASURES = ("recognisable_share", "subcategory_share", "sureness")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,38 @@ class Row:
         return self.stage if self.split == "identity" else f"{self.stage}.{self.split}"
 
 
+# What each prior's samples are judged by beside FID (helpers/recognise.py, helpers/metrics): the
+# category GAN-test, which colour and silhouette pass; the hue-free judge's sub-category share and
+# sureness (0: a blob, 1: an unseen real emoji); precision and density against train.
+JUDGED = {"recognisable_share": "category GAN-test share (passable by colour)",
+          "subcategory_share": "sub-category share (hue-free judge)",
+          "sureness": "sureness (hue-free judge)", "precision": "precision", "density": "density"}
+
+
+def _judged(model: str, stage: str, priors: dict[str, str]) -> list[Row]:
+    """One row per measure of :data:`JUDGED` and prior ({key: name}), measure by measure."""
+    return [Row(model, f"{name} {label}", stage, f"{key}.{measure}")
+            for measure, label in JUDGED.items() for key, name in priors.items()]
+
+
+def _references(model: str, stage: str, first_prior: str) -> list[Row]:
+    """What a prior file's judged measures stand on: the category classifier's accuracy on real val
+    (read from ``first_prior``, which every profile trains), the judge's on real val images and on
+    their blobs, and the precision and density of the real val images (their floor)."""
+    return [Row(model, "category GAN-test classifier accuracy on real val images (passable by colour)", stage,
+                f"{first_prior}.real_val_accuracy", kind="share"),
+            Row(model, "hue-free judge: sub-category accuracy on real val images (share 1)", stage,
+                "real_val.judge_accuracy", kind="share"),
+            Row(model, "hue-free judge: sub-category accuracy on blurred val images, blobs (share 0)", stage,
+                "blobs.judge_accuracy", kind="share"),
+            Row(model, "hue-free judge: mean top probability on real val images (sureness 1)", stage,
+                "real_val.judge_top_probability", kind="share"),
+            Row(model, "hue-free judge: mean top probability on blobs (sureness 0)", stage,
+                "blobs.judge_top_probability", kind="share"),
+            Row(model, "precision of real val images (floor)", stage, "real_val.precision"),
+            Row(model, "density of real val images (floor)", stage, "real_val.density")]
+
+
 # Every report number (and ours beside it where the report has none: train, baselines, floors).
 ROWS = [
     Row("VQ-VAE 32x32", "val PSNR (dB)", "vqvae", "val_psnr", 29.24, kind="psnr"),
@@ -61,14 +96,9 @@ ROWS = [
     Row("PixelCNN prior (VQ-VAE)", "PixelCNN FID", "prior_vqvae", "pixelcnn.fid", 176, False, "fid"),
     Row("PixelCNN prior (VQ-VAE)", "gated PixelCNN FID", "prior_vqvae", "gated_pixelcnn.fid", None, False, "fid"),
     Row("PixelCNN prior (VQ-VAE)", "transformer FID", "prior_vqvae", "transformer.fid", None, False, "fid"),
-    Row("PixelCNN prior (VQ-VAE)", "PixelCNN recognisable share (GAN-test)", "prior_vqvae",
-        "pixelcnn.recognisable_share", kind="num"),
-    Row("PixelCNN prior (VQ-VAE)", "gated PixelCNN recognisable share (GAN-test)", "prior_vqvae",
-        "gated_pixelcnn.recognisable_share", kind="num"),
-    Row("PixelCNN prior (VQ-VAE)", "transformer recognisable share (GAN-test)", "prior_vqvae",
-        "transformer.recognisable_share", kind="num"),
-    Row("PixelCNN prior (VQ-VAE)", "GAN-test classifier accuracy on real val images", "prior_vqvae",
-        "pixelcnn.real_val_accuracy", kind="share"),
+    *_judged("PixelCNN prior (VQ-VAE)", "prior_vqvae",
+             {"pixelcnn": "PixelCNN", "gated_pixelcnn": "gated PixelCNN", "transformer": "transformer"}),
+    *_references("PixelCNN prior (VQ-VAE)", "prior_vqvae", "pixelcnn"),
     Row("PixelCNN prior (VQ-VAE)", "FID of VQ-VAE val reconstructions", "prior_vqvae", "fid_recon", None, False, "fid"),
     Row("PixelCNN prior (VQ-VAE)", "FID floor (val images)", "prior_vqvae", "fid_floor", None, False, "fid"),
     Row("VQ-VAE-2 64x64", "val PSNR (dB)", "vqvae2", "val_psnr", 22.83, kind="psnr"),
@@ -79,12 +109,8 @@ ROWS = [
     Row("VQ-VAE-2 64x64", "bottom codebook usage (val)", "vqvae2", "val_code_usage_bottom", 0.5664, kind="share"),
     Row("VQ-VAE-2 priors", "PixelSNAIL FID", "prior_vqvae2", "pixelsnail.fid", 341, False, "fid"),
     Row("VQ-VAE-2 priors", "PixelCNN FID", "prior_vqvae2", "pixelcnn.fid", 416, False, "fid"),
-    Row("VQ-VAE-2 priors", "PixelSNAIL recognisable share (GAN-test)", "prior_vqvae2",
-        "pixelsnail.recognisable_share", kind="num"),
-    Row("VQ-VAE-2 priors", "PixelCNN recognisable share (GAN-test)", "prior_vqvae2",
-        "pixelcnn.recognisable_share", kind="num"),
-    Row("VQ-VAE-2 priors", "GAN-test classifier accuracy on real val images", "prior_vqvae2",
-        "pixelsnail.real_val_accuracy", kind="share"),
+    *_judged("VQ-VAE-2 priors", "prior_vqvae2", {"pixelsnail": "PixelSNAIL", "pixelcnn": "PixelCNN"}),
+    *_references("VQ-VAE-2 priors", "prior_vqvae2", "pixelsnail"),
     Row("VQ-VAE-2 priors", "FID of VQ-VAE-2 val reconstructions", "prior_vqvae2", "fid_recon", None, False, "fid"),
     Row("VQ-VAE-2 priors", "FID floor (val images)", "prior_vqvae2", "fid_floor", None, False, "fid"),
     Row("Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)", "extensions", "inpainting.autoencoder.val_psnr",
@@ -129,6 +155,19 @@ Report numbers are quoted as printed; "—" means the report gives no number the
 column, that the stage has not been run). "Better" compares ours with the report (for the
 report's 30-70 % codebook usage, with its upper end).
 
+Beside FID, each prior's samples are judged three ways (helpers/recognise.py). The **category
+GAN-test share** is the share of samples a colour classifier of the ~10 categories puts in the
+category they were drawn for, over its accuracy on real val images: passable by colour and
+silhouette (a yellow disc is a Smiley, a rectangle a Flag), so blobs score close to 1. The
+**hue-free judge** classifies the ~100 sub-categories from a grey image (the channel mean), so it
+must read shapes and features; its figures are placed between the real val images (1) and the
+same images blurred to blobs (a Gaussian blur, its sigma a fixed share of the side: the colours and
+a rough silhouette, no feature; 0). **Sub-category share**: its accuracy on samples drawn for a sub-category, placed so;
+only priors conditioned on sub-categories have one ("not measured" for priors conditioned on
+categories). **Sureness**: its mean top probability on the samples, placed so, for every prior.
+**Precision** (Kynkaanniemi et al. 2019, k = 3) and **density** (Naeem et al. 2020, k = 5) of the
+samples against the train images' Inception features, beside those of the real val images.
+
 The report's VQ-VAE table swapped its PSNR and SSIM labels (29.24 under "SSIM", 0.954 under
 "PSNR"); since SSIM cannot exceed 1, the corrected reading is **PSNR 29.24 dB, SSIM 0.954**,
 and that is what the first rows compare with.
@@ -161,12 +200,15 @@ def load_all(profile: str) -> tuple[dict[str, dict], list[str]]:
 
 
 def lookup(metrics: dict, key: str):
-    """The value at a dotted ``key`` ("pixelcnn.fid"), or None."""
+    """The value at a dotted ``key`` ("pixelcnn.fid"): a number, a string saying why there is none,
+    or None."""
     value = metrics
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
+    if isinstance(value, str):    # a measure a file says it did not take ("not measured: ...")
+        return value
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -240,10 +282,13 @@ def row_protocol(row: Row, metrics: dict | None) -> str:
         p = {**p, **sub}
     size = p.get("image_size")
     parts = [f"{size} px"] if isinstance(size, int) else []
-    if row.key in ("fid_floor", "fid_recon"):
+    owner, measure = row.key.rpartition(".")[::2]
+    if row.key in ("fid_floor", "fid_recon") or (owner == "real_val" and measure in FIDELITY):
         parts.append(f"{p.get('n_val_reference', p.get('n_val', '?'))} val vs {_n_reference(p)} train")
-    elif row.kind == "fid" and "n_samples" in p:
+    elif (row.kind == "fid" or measure in FIDELITY) and "n_samples" in p:
         parts.append(f"N = {p['n_samples']} vs {_n_reference(p)} train")
+    elif measure in SAMPLE_MEASURES and "n_samples" in p:
+        parts.append(f"N = {p['n_samples']} samples, references on {p.get('n_val', '?')} val")
     elif row.stage == "analysis" and "n_samples" in p:
         parts.append(f"N = {p['n_samples']} samples")
     else:
@@ -265,6 +310,8 @@ def fmt(value, kind: str) -> str:
     """A table cell: PSNR to 2 decimals, SSIM to 3, shares in %, FID to 1 decimal, minutes."""
     if value is None:
         return DASH
+    if isinstance(value, str):
+        return value
     if isinstance(value, tuple):
         return f"{value[0] * 100:.0f}-{value[1] * 100:.0f} %" if kind == "share" else f"{value[0]}-{value[1]}"
     if kind == "psnr":
@@ -377,8 +424,11 @@ README_MARKERS = ("<!-- results table: begin -->", "<!-- results table: end -->"
 
 def headline_rows(rows: list[dict]) -> list[dict]:
     """The rows the README shows: every one the report has a number for, every FID (with its
-    ratio to the floor) and the GAN-test beside them (the whole table stays in RESULTS.md)."""
-    return [r for r in rows if r["report"] is not None or r["kind"] == "fid" or "recognisable" in r["metric"]]
+    ratio to the floor) and beside them each prior's judged measures (:data:`JUDGED`) with the
+    precision and density of real val images (the whole table stays in RESULTS.md)."""
+    judged = tuple(JUDGED.values())
+    return [r for r in rows if r["report"] is not None or r["kind"] == "fid" or r["metric"].endswith(judged)
+            or r["metric"].endswith("of real val images (floor)")]
 
 
 def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:

@@ -323,7 +323,8 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
 
     1. Train each level of each family (``configs[checkpoint name]``), resuming or loading what is done.
     2. Score ``settings`` on val (FID of a tenth of ``profile.n_samples``, at least 8) and pick one per family.
-    3. Train the GAN-test classifier on the real ``size`` px images (:func:`recognise.classifier_config`).
+    3. Train the GAN-test's category classifier and the hue-free judge on the real ``size`` px
+       images (:class:`recognise.Judges`), and measure the judge on real val images and their blobs.
     4. Draw ``profile.n_samples`` images per family (categories as in the train set), score them
        against the train images beside ``fid_floor`` (real val images) and ``fid_recon`` (the
        autoencoder's val reconstructions), save them as a sample set and write ``metrics/<stage>.json``.
@@ -356,16 +357,16 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
                                     cond_fn=fit.family.cond_fn)
         fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, max_blank))
 
-    judges = {}   # label -> (classifier, its real val accuracy): the category's, and the priors' own label's
-    for label in dict.fromkeys(["category", grids.label]):
-        judge = recognise.fit_classifier(ds, size, profile.name, recognise.classifier_config(profile), label=label)
-        judges[label] = judge, recognise.real_val_accuracy(judge, ds, label)
+    # the category GAN-test's classifier and the hue-free sub-category judge, with their references
+    judges = recognise.Judges.fit(ds, size, profile)
 
     _, real_train = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
     train_stats = fid_statistics(real_train)
     val_recon = reconstruct(autoencoder, val_images)
-    metrics = {"fid_floor": generation_metrics(real_val, real_train, real_stats=train_stats)["fid"],
-               "fid_recon": generation_metrics(val_recon, real_train, real_stats=train_stats)["fid"]}
+    floor = generation_metrics(real_val, real_train, real_stats=train_stats)
+    metrics = {"fid_floor": floor["fid"],
+               "fid_recon": generation_metrics(val_recon, real_train, real_stats=train_stats)["fid"],
+               **judges.references(floor)}
     for name, fit in fits.items():
         labels = draw_labels(grids.labels(grids.train_idx, styled(fit.prior)), profile.n_samples, seed=FID_SEED)
         fakes = fit.sample(profile.n_samples, labels=labels, seed=FID_SEED)
@@ -388,15 +389,11 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
     return fits, metrics
 
 
-def _recognised(judges: dict, grids: CodeGrids, fakes: torch.Tensor, labels: torch.Tensor) -> dict:
-    """The GAN-test of samples drawn for ``labels`` (the grids' classes): on their categories, and,
-    when the priors' label is finer, on it too (``subcategory_recognisable_share``, ...)."""
-    judge, reference = judges["category"]
-    out = recognise.recognisable(judge, fakes, grids.to_category(labels), reference)
-    if grids.label != "category":
-        judge, reference = judges[grids.label]
-        out.update({f"{grids.label}_{k}": v for k, v in recognise.recognisable(judge, fakes, labels, reference).items()})
-    return out
+def _recognised(judges: recognise.Judges, grids: CodeGrids, fakes: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The category GAN-test and the hue-free judge of samples drawn for ``labels`` (the grids'
+    classes): the sub-category share where the priors are conditioned on sub-categories, the
+    sureness always (helpers/recognise.py)."""
+    return judges.score(fakes, *recognise.sample_classes(grids, labels))
 
 
 def _training_metrics(grids: CodeGrids, trainers: dict[str, Trainer]) -> dict:

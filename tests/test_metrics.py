@@ -190,13 +190,36 @@ def test_generation_metrics_from_features_report_every_key():
     shifted = same + 3.0
     good = metrics.generation_metrics(same, real)
     bad = metrics.generation_metrics(shifted, real)
-    assert set(good) >= {"fid", "kid", "kid_std", "precision", "recall"}
+    assert set(good) >= {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage"}
     assert bad["fid"] > good["fid"] + 100 and bad["kid"] > good["kid"]
     assert bad["precision"] < good["precision"]
+    assert bad["density"] < good["density"] and bad["coverage"] < good["coverage"]
     stats = metrics.fid_statistics(real)
     assert metrics.generation_metrics(same, real, real_stats=stats)["fid"] == pytest.approx(good["fid"])
     only_fid = metrics.generation_metrics(same, stats)
     assert only_fid["fid"] == pytest.approx(good["fid"]) and only_fid["kid"] is None
+    assert only_fid["density"] is None and only_fid["coverage"] is None
+
+
+def test_density_and_coverage_count_real_balls_as_naeem_et_al_define_them():
+    # real points 0..4 on a line, k = 2: the balls reach 2, 1, 1, 1, 2 (the 2nd nearest other point)
+    real = torch.arange(5.0)[:, None]
+    fake = torch.tensor([[0.5], [10.0]])
+    # 0.5 lies in the balls of 0 (0.5 < 2) and 1 (0.5 < 1), not of 2 (1.5 < 1 fails); 10 in none
+    density, coverage = metrics.density_coverage_from_features(fake, real, neighborhood=2)
+    assert density == pytest.approx(2 / (2 * 2))
+    assert coverage == pytest.approx(2 / 5)                     # only the balls of 0 and 1 hold a fake
+    # reals as fakes: every real ball holds its own centre; in row batches the same figures
+    g = torch.Generator().manual_seed(0)
+    cloud = torch.randn(300, 8, generator=g)
+    whole = metrics.density_coverage_from_features(cloud, cloud)
+    assert whole[1] == 1.0 and whole == metrics.density_coverage_from_features(cloud, cloud, batch_size=7)
+    fresh = metrics.density_coverage_from_features(torch.randn(300, 8, generator=g), cloud)
+    assert 0.7 < fresh[0] < 1.3 and fresh[1] > 0.8              # like the reals: density about 1
+    crowd = metrics.density_coverage_from_features(cloud[:10].repeat(30, 1), cloud)
+    assert crowd[1] < 0.2                                        # ten places, copied: poor coverage
+    with pytest.raises(ValueError, match="more than 5 real"):
+        metrics.density_coverage_from_features(fake, real)
 
 
 @pytest.mark.parametrize("n_b", [120, 400])    # rank-deficient and full-rank covariance

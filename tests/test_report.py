@@ -13,7 +13,13 @@ METRICS = {
     "vqvae": {"train_psnr": 31.5, "val_psnr": 30.1, "train_ssim": 0.97, "val_ssim": 0.961, "val_mse": 0.001,
               "val_code_usage": 0.98, "val_perplexity": 400.0, "protocol": PROTOCOL32},
     "prior_vqvae": {"fid_floor": 30.0, "fid_recon": 50.0,
-                    "pixelcnn": {"fid": 150.0, "n_samples": 2000}, "gated_pixelcnn": {"fid": 140.0},
+                    "real_val": {"precision": 0.72, "density": 0.95, "judge_accuracy": 0.41,
+                                 "judge_top_probability": 0.52},
+                    "blobs": {"judge_accuracy": 0.11, "judge_top_probability": 0.2},
+                    "pixelcnn": {"fid": 150.0, "n_samples": 2000, "recognisable_share": 0.97, "real_val_accuracy": 0.8,
+                                 "subcategory_share": "not measured: drawn for categories, not sub-categories",
+                                 "sureness": 0.25, "precision": 0.61, "density": 0.5},
+                    "gated_pixelcnn": {"fid": 140.0},
                     "protocol": {**PROTOCOL32, "n_samples": 2000, "reference": "train images"}},
     "vqvae2": {"train_psnr": 25.0, "val_psnr": 24.0, "train_ssim": 0.9, "val_ssim": 0.88,
                "val_code_usage_top": 0.95, "val_code_usage_bottom": 0.9, "protocol": PROTOCOL64},
@@ -228,3 +234,40 @@ def test_the_readme_has_the_markers_its_table_is_written_between():
     text = (paths.PROJECT_ROOT / "README.md").read_text()
     begin, end = report.README_MARKERS
     assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end)
+
+
+def test_each_prior_is_judged_beside_its_fid_and_the_gan_test_is_labelled_passable_by_colour(artifacts, tmp_path):
+    prior = {**METRICS["prior_vqvae"],
+             "protocol": {**PROTOCOL32, "n_samples": 2000, "n_reference": 300, "n_val_reference": 200}}
+    (artifacts / "prior_vqvae.json").write_text(json.dumps(prior))
+    df = report.results_table("smoke")
+    model = "PixelCNN prior (VQ-VAE)"
+    assert _cell(df, model, "PixelCNN category GAN-test share (passable by colour)") == "0.97"
+    assert _cell(df, model, "PixelCNN sub-category share (hue-free judge)") == \
+        "not measured: drawn for categories, not sub-categories"
+    assert _cell(df, model, "PixelCNN sureness (hue-free judge)") == "0.25"
+    assert (_cell(df, model, "PixelCNN precision"), _cell(df, model, "PixelCNN density")) == ("0.61", "0.5")
+    assert _cell(df, model, "gated PixelCNN sureness (hue-free judge)") == "—"       # not in the file
+    assert _cell(df, model, "precision of real val images (floor)") == "0.72"
+    assert _cell(df, model, "density of real val images (floor)") == "0.95"
+    assert _cell(df, model, "hue-free judge: sub-category accuracy on real val images (share 1)") == "41.00 %"
+    assert _cell(df, model, "hue-free judge: sub-category accuracy on blurred val images, blobs (share 0)") \
+        == "11.00 %"
+    assert _cell(df, model, "category GAN-test classifier accuracy on real val images (passable by colour)") \
+        == "80.00 %"
+    assert not any("recognisable share" in m for m in df.metric)                     # renamed, not doubled
+    # what each was measured on: samples against the val references, or against train
+    assert _cell(df, model, "PixelCNN sureness (hue-free judge)", "measured on") == \
+        "32 px, N = 2000 samples, references on 200 val"
+    assert _cell(df, model, "PixelCNN density", "measured on") == "32 px, N = 2000 vs 300 train"
+    assert _cell(df, model, "density of real val images (floor)", "measured on") == "32 px, 200 val vs 300 train"
+    assert _cell(df, model, "hue-free judge: mean top probability on blobs (sureness 0)", "measured on") == \
+        "32 px, 200 val"
+    rows, _, _ = report.results_rows("smoke")
+    shown = {r["metric"] for r in report.headline_rows(rows)}
+    assert {"PixelCNN sub-category share (hue-free judge)", "PixelCNN sureness (hue-free judge)",
+            "PixelCNN precision", "PixelCNN density", "PixelCNN category GAN-test share (passable by colour)",
+            "precision of real val images (floor)", "density of real val images (floor)"} <= shown
+    assert not any(m.startswith("hue-free judge:") for m in shown)                   # references: RESULTS.md
+    text = report.write_results("smoke", tmp_path / "docs").read_text()
+    assert "passable by colour" in text and "**Sureness**" in text

@@ -289,9 +289,11 @@ def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_c
     monkeypatch.setattr(stages, "cached_features", _colour_features)
     monkeypatch.setattr(references, "reference", lambda ds, size, split, *_: (ds.images(size, split),
                                                                                _colour_features(ds.images(size, split))))
-    judged = []
-    real_recognisable = recognise.recognisable
+    judged, by_judge = [], []
+    real_recognisable, real_score = recognise.recognisable, recognise.Judge.score
     monkeypatch.setattr(recognise, "recognisable", lambda m, x, y, ref: judged.append((m, y)) or real_recognisable(m, x, y, ref))
+    monkeypatch.setattr(recognise.Judge, "score", lambda self, x, cats, subs=None: by_judge.append((self, cats, subs))
+                        or real_score(self, x, cats, subs))
     ds, profile = ToyDataset(), get_profile("smoke")
     seed_everything(0)
     config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
@@ -304,12 +306,14 @@ def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_c
                                       settings=[SamplingSetting()], profile=profile, size=32,
                                       stage="prior_vqvae", producer="02_pixelcnn")
     m = metrics["pixelcnn"]
-    assert {"recognisable_share", "subcategory_recognisable_share", "subcategory_real_val_accuracy"} <= set(m)
+    assert {"recognisable_share", "subcategory_share", "judge_accuracy", "sureness", "density"} <= set(m)
+    assert {"precision", "density", "judge_accuracy"} <= set(metrics["real_val"]) and "judge_accuracy" in metrics["blobs"]
     drawn = fits["pixelcnn"].samples.labels                       # drawn for sub-categories, as in train
     assert drawn.max() >= 3 and set(drawn.tolist()) <= set(ds.subcategory[ds.train_idx].tolist())
-    (coarse, on_categories), (fine, on_subcategories) = judged
-    assert torch.equal(on_categories, drawn % 3) and torch.equal(on_subcategories, drawn)   # s lies in s % 3
-    assert (coarse.config.num_classes, fine.config.num_classes) == (3, 6)
+    ((coarse, on_categories),), ((judge, categories, subcategories),) = judged, by_judge
+    assert torch.equal(on_categories, drawn % 3) and torch.equal(categories, drawn % 3)   # s lies in s % 3
+    assert torch.equal(subcategories, drawn)
+    assert (coarse.config.num_classes, judge.model.config.num_classes) == (3, 6) and judge.model.config.hue_free
     assert load_checkpoint(paths.checkpoint_path("smoke", "pixelcnn"))["extra"]["label"] == "subcategory"
-    assert load_checkpoint(paths.checkpoint_path("smoke", "classifier32_subcategory"))["extra"]["label"] == "subcategory"
+    assert load_checkpoint(paths.checkpoint_path("smoke", "judge32"))["extra"]["label"] == "subcategory"
     assert results.load_metrics("smoke", "prior_vqvae")["protocol"]["conditioned_on"] == "subcategory"

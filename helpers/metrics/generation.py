@@ -1,6 +1,7 @@
 """Generation metrics: FID (Heusel et al. 2017), KID (Binkowski et al. 2018) and
 precision/recall (Kynkaanniemi et al. 2019) by torch-fidelity's own functions (FID also by two
-exact, faster routes to the same trace term, checked against it in the tests), from the
+exact, faster routes to the same trace term, checked against it in the tests), and density and
+coverage (Naeem et al. 2020, which torch-fidelity lacks) by our own few lines, all from the
 Inception features of inception.py; we only feed them features.
 """
 
@@ -97,14 +98,38 @@ def precision_recall_from_features(fake: torch.Tensor, real: torch.Tensor, neigh
     return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
 
 
+def density_coverage_from_features(fake: torch.Tensor, real: torch.Tensor, neighborhood: int = 5,
+                                   batch_size: int = 1024) -> tuple[float, float]:
+    """(density, coverage) of Naeem et al. 2020 ("Reliable Fidelity and Diversity Metrics for
+    Generative Models"), as their prdc code computes them, with their k = 5. Each real feature
+    gets a ball out to its k-th nearest other real feature. **Density**: how many real balls a
+    fake lies in, averaged over the fakes and divided by k: about 1 for fakes distributed like the
+    reals, above 1 where fakes crowd into dense real regions, and unlike precision not fooled by a
+    few real outliers with huge balls. **Coverage**: the share of real balls that hold at least
+    one fake (diversity where the reals are). float32, in row batches of ``batch_size``."""
+    if len(real) <= neighborhood:
+        raise ValueError(f"density needs more than {neighborhood} real features, got {len(real)}")
+    if len(fake) == 0:
+        raise ValueError("no fake features")
+    real, fake = real.float().cpu(), fake.float().cpu()
+    radii = torch.cat([torch.cdist(real[i:i + batch_size], real).kthvalue(neighborhood + 1, dim=1).values
+                       for i in range(0, len(real), batch_size)])          # + 1: a real is its own nearest
+    inside, nearest = 0, torch.full((len(real),), float("inf"))
+    for i in range(0, len(fake), batch_size):
+        d = torch.cdist(fake[i:i + batch_size], real)
+        inside += int((d < radii).sum())
+        nearest = torch.minimum(nearest, d.min(0).values)
+    return inside / (neighborhood * len(fake)), float((nearest < radii).float().mean())
+
+
 def generation_metrics(fake: torch.Tensor, real, *, real_stats: dict | None = None,
                        kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 2020,
                        **feature_kwargs) -> dict:
-    """FID, KID (mean, std) and precision/recall of generated images against real ones.
+    """FID, KID (mean, std), precision/recall and density/coverage of generated images against real ones.
 
     ``fake``: uint8 images (N,3,H,W), or their features (N, 2048) if already extracted.
     ``real``: features (N, 2048) — e.g. from :func:`cached_features` — or a stats dict from
-        :func:`fid_statistics`, in which case only FID can be computed (KID/PR are None).
+        :func:`fid_statistics`, in which case only FID can be computed (the rest are None).
     ``real_stats``: ``fid_statistics(real)``, computed once by the caller when several image
         sets are compared with the same real set (it caches its matrix root inside).
     The fakes go through the network once; every metric is computed from those features.
@@ -113,9 +138,10 @@ def generation_metrics(fake: torch.Tensor, real, *, real_stats: dict | None = No
                      if fake.dtype == torch.uint8 else fake.double())
     reference = real_stats if real_stats is not None else real
     out = {"fid": fid_from_features(fake_features, reference), "kid": None, "kid_std": None,
-           "precision": None, "recall": None, "n_fake": len(fake_features)}
+           "precision": None, "recall": None, "density": None, "coverage": None, "n_fake": len(fake_features)}
     if not isinstance(real, dict):
         out["kid"], out["kid_std"] = kid_from_features(fake_features, real, kid_subset_size, kid_subsets, seed)
         out["precision"], out["recall"] = precision_recall_from_features(fake_features, real)
+        out["density"], out["coverage"] = density_coverage_from_features(fake_features, real)
         out["n_real"] = len(real)
     return out
