@@ -161,12 +161,13 @@ category they were drawn for, over its accuracy on real val images: passable by 
 silhouette (a yellow disc is a Smiley, a rectangle a Flag), so blobs score close to 1. The
 **hue-free judge** classifies the ~100 sub-categories from a grey image (the channel mean), so it
 must read shapes and features; its figures are placed between the real val images (1) and the
-same images blurred to blobs (a Gaussian blur, its sigma a fixed share of the side: the colours and
-a rough silhouette, no feature; 0). **Sub-category share**: its accuracy on samples drawn for a sub-category, placed so;
-only priors conditioned on sub-categories have one ("not measured" for priors conditioned on
-categories). **Sureness**: its mean top probability on the samples, placed so, for every prior.
-**Precision** (Kynkaanniemi et al. 2019, k = 3) and **density** (Naeem et al. 2020, k = 5) of the
-samples against the train images' Inception features, beside those of the real val images.
+same images blurred to blobs (a Gaussian blur, its sigma a fixed share of the side: the colours
+and a rough silhouette, no feature; 0). **Sub-category share**: its accuracy on samples drawn for
+a sub-category, placed so; only priors conditioned on sub-categories have one ("not measured"
+for priors conditioned on categories). **Sureness**: its mean top probability on the samples,
+placed so, for every prior. **Precision** (Kynkaanniemi et al. 2019, k = 3) and **density**
+(Naeem et al. 2020, k = 5) of the samples against the train images' Inception features, beside
+those of the real val images.
 
 The report's VQ-VAE table swapped its PSNR and SSIM labels (29.24 under "SSIM", 0.954 under
 "PSNR"); since SSIM cannot exceed 1, the corrected reading is **PSNR 29.24 dB, SSIM 0.954**,
