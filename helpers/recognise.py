@@ -69,6 +69,11 @@ class JudgeConfig:
                               # sure; one that learned them earns on blobs what colour and
                               # silhouette can earn, and is as unsure as they leave it. A quarter
                               # leaves three quarters of its steps to the real images
+    min_span: float = 0.05    # the least a judge must gain from real val images over their blobs
+                              # (in accuracy or mean top probability, overall or in a category)
+                              # for a figure to be placed between them: on a shorter span it does
+                              # not know those images, and the placed figure is noise (a mean of
+                              # ten samples, a quick profile's per category, moves by more)
 
     def train_config(self, profile) -> TrainConfig:
         """How a classifier of ``profile`` trains: its steps and seed, these settings."""
@@ -148,11 +153,12 @@ def judge_view(images: torch.Tensor) -> torch.Tensor:
     return hue_free(images).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1)
 
 
-def placed(value: float | None, blob: float | None, real: float | None) -> float | None:
+def placed(value: float | None, blob: float | None, real: float | None, min_span: float = 0.0) -> float | None:
     """``value`` placed between what blobs earn (0) and what real val images earn (1); None when
-    either is missing or the judge does not rank real images above their blobs (nothing to place
-    it on: a judge trained for a few steps, a category with no val image)."""
-    if value is None or blob is None or real is None or not real > blob:
+    any is missing or real images do not earn more than blobs by over ``min_span`` (nothing to
+    place it on: a judge trained for a few steps, a category it has not learnt, or none of whose
+    images is in val)."""
+    if value is None or blob is None or real is None or not real - blob > max(min_span, 0.0):
         return None
     return (value - blob) / (real - blob)
 
@@ -171,6 +177,7 @@ class Judge:
     sigma: float              # the blobs' blur, in pixels
     real_val: dict
     blobs: dict
+    min_span: float = JudgeConfig.min_span
 
     @classmethod
     def fit(cls, ds, size: int, profile, config: JudgeConfig = JudgeConfig(), device=None) -> "Judge":
@@ -183,7 +190,7 @@ class Judge:
         names = list(ds.category_names)
         sigma = model.config.blob_sigma * size    # the blobs it trained with (its checkpoint's)
         val = ds.images(size, "val")
-        judge = cls(model, names, sigma, {}, {})
+        judge = cls(model, names, sigma, {}, {}, config.min_span)
         judge.real_val = judge._measure(val, categories, subcategory)
         judge.blobs = {**judge._measure(blobs(val, sigma), categories, subcategory), "blur_sigma_px": sigma}
         return judge
@@ -207,15 +214,15 @@ class Judge:
         if len(samples) == 0:
             raise ValueError("no samples to judge")
         m = self._measure(samples, categories, subcategories)
-        real, blob = self.real_val, self.blobs
+        real, blob, span = self.real_val, self.blobs, self.min_span
         share = NOT_MEASURED if subcategories is None else \
-            placed(m["judge_accuracy"], blob["judge_accuracy"], real["judge_accuracy"])
+            placed(m["judge_accuracy"], blob["judge_accuracy"], real["judge_accuracy"], span)
         key = "judge_top_probability_per_category"
-        per_category = {name: placed(p, blob[key][name], real[key][name]) for name, p in m[key].items()}
+        per_category = {name: placed(p, blob[key][name], real[key][name], span) for name, p in m[key].items()}
         return {"subcategory_share": share, **({"judge_accuracy": m["judge_accuracy"]} if subcategories is not None
                                                else {}),
                 "sureness": placed(m["judge_top_probability"], blob["judge_top_probability"],
-                                   real["judge_top_probability"]),
+                                   real["judge_top_probability"], span),
                 "judge_top_probability": m["judge_top_probability"], "sureness_per_category": per_category}
 
 

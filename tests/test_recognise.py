@@ -238,6 +238,8 @@ def test_placed_puts_blobs_at_zero_real_at_one_and_refuses_a_judge_that_cannot_t
     assert recognise.placed(0.1, 0.2, 0.8) < 0                    # worse than a blob says so
     assert recognise.placed(0.5, 0.3, 0.3) is None and recognise.placed(0.5, 0.4, 0.3) is None
     assert recognise.placed(None, 0.2, 0.8) is None and recognise.placed(0.5, None, 0.8) is None
+    assert recognise.placed(0.5, 0.3, 0.33, min_span=0.05) is None          # a span too short to place on
+    assert recognise.placed(0.5, 0.3, 0.4, min_span=0.05) == pytest.approx(2.0)
 
 
 def test_blobs_keep_colour_and_place_but_leave_no_feature():
@@ -267,6 +269,7 @@ def test_one_config_holds_the_judges_training_and_the_profile_only_its_steps():
                                                            config.batch_size)
     assert config.train_config(get_profile("smoke")).max_steps == get_profile("smoke").classifier_steps
     assert not hasattr(recognise, "classifier_config")
+    assert recognise.Judge.min_span == config.min_span                       # stated once
     assert EmojiClassifier(ClassifierConfig(num_classes=2, **config.model_config())).config.blob_sigma == config.blob_sigma
     with pytest.raises(ValueError, match="blob_sigma"):
         EmojiClassifier(ClassifierConfig(num_classes=2, blobs=0.5))
