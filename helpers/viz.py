@@ -129,6 +129,49 @@ def table(rows: dict | Sequence[dict], *, index: str | None = None, floatfmt: st
     return df.set_index(index) if index else df
 
 
+def codes_beside(image: torch.Tensor, codes: torch.Tensor, *, title: str | None = None):
+    """One image (C, H, W) beside its grid of integer codes (h, w), each code written in its cell:
+    what an autoencoder turns the image into."""
+    image, codes = _as_unit(image[None])[0], codes.detach().cpu()
+    h, w = codes.shape
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.6), gridspec_kw={"width_ratios": [1, 1.15]})
+    left.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    right.imshow(codes.numpy(), cmap="Pastel1", interpolation="nearest")
+    size = 8 if max(h, w) <= 8 else 5
+    for (i, j), code in zip(((i, j) for i in range(h) for j in range(w)), codes.flatten().tolist()):
+        right.text(j, i, str(code), ha="center", va="center", fontsize=size)
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    left.set_title("image")
+    right.set_title(f"its {h}x{w} codes")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def source_lines(obj, notes: dict[str, str]):
+    """The lines of ``obj``'s source (a function or class) that contain each key of ``notes``, as
+    a table (its ``.data`` the DataFrame): where the line is, the line itself and what it does (the
+    note). A key found nowhere is an error, so the table cannot go on showing code that has changed."""
+    import inspect
+
+    import pandas as pd
+
+    lines, first = inspect.getsourcelines(obj)
+    where = inspect.getsourcefile(obj)
+    rows = []
+    for needle, note in notes.items():
+        hits = [k for k, line in enumerate(lines) if needle in line]
+        if not hits:
+            raise ValueError(f"no line of {obj.__qualname__} contains {needle!r}")
+        line = lines[hits[0]].strip()
+        rows.append({"line": f"{where.rsplit('/', 1)[-1]}:{first + hits[0]}", "code": line, "what it does": note})
+    # a Styler, not a DataFrame: pandas would cut the code to 50 characters
+    return pd.DataFrame(rows).set_index("line").style.set_properties(**{"text-align": "left"})
+
+
 def beside_nearest(samples: torch.Tensor, nearest: torch.Tensor, row_labels: Sequence[str], *, per_row: int = 8,
                    title: str | None = None):
     """Rows of ``per_row`` samples, each row above the nearest train image of every sample in it,

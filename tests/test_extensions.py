@@ -214,3 +214,74 @@ def test_evaluate_superres_compares_the_decoder_with_both_baselines():
     assert all(set(v) == {"val_mse", "val_psnr", "val_ssim"} for v in metrics.values())
     assert all(o.shape == big.shape and o.dtype == torch.uint8 for o in outputs.values())
     assert metrics["bicubic"]["val_psnr"] > metrics["decoder"]["val_psnr"]   # an untrained decoder loses
+
+
+# ---- 05's stages on a dataset without 128 px images -------------------------------------------
+
+def _small_pngs(root, n=30, size=48):
+    """A folder of ``n`` small PNG emojis (a coloured square on white each): too small for any
+    128 px image, as a 64 px vendor or a user's folder of icons is."""
+    from PIL import Image, ImageDraw
+
+    folder = root / "small"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        image = Image.new("RGB", (size, size), "white")
+        x, y = torch.randint(2, size // 2, (2,), generator=g).tolist()
+        colour = tuple(torch.randint(0, 200, (3,), generator=g).tolist())
+        ImageDraw.Draw(image).rectangle([x, y, x + size // 3, y + size // 3], fill=colour)
+        image.save(folder / f"icon{i:02d}.png")
+    return folder
+
+
+def test_05_runs_on_a_dataset_without_128px_images_and_records_superres_as_not_measured(tmp_path, monkeypatch,
+                                                                                       capsys):
+    from helpers import paths, results
+    from helpers.data import build_dataset, load_dataset
+    from helpers.profiles import get_profile
+    from helpers.train import TrainConfig
+
+    monkeypatch.setattr(paths, "PROCESSED_ROOT", tmp_path / "processed")
+    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
+    profile = get_profile("smoke")
+    build_dataset([f"folder:{_small_pngs(tmp_path)}"], profile, verbose=False)
+    ds = load_dataset("smoke")
+    assert len(ds.images128) == 0 and len(ds.val_idx) > 0 and ext.superres_skipped(ds) == "no 128 px images"
+
+    prior = _prior("pixelcnn", num_classes=len(ds.category_names))
+    inpainting = ext.inpaint_splits(_vqvae(), prior, ds, ds.category, profile=profile, prior_name="pixelcnn",
+                                    n_samples=2, select="visible", train_subset=5)
+    assert set(inpainting.metrics) == {"autoencoder", "prior", "prior_mean"}
+    assert inpainting.protocol["n_val"] == len(ds.val_idx) and inpainting.protocol["n_train"] == 5
+    # nothing to train on or measure against: said, and nothing is built, trained or written
+    sr = ext.fit_superres(None, ds, None, TrainConfig(max_steps=1), profile=profile)
+    assert sr.skipped == "no 128 px images" and sr.model is None and sr.trainer is None
+    assert "super-resolution skipped: this dataset has no 128 px images" in capsys.readouterr().out
+    assert not paths.checkpoint_path("smoke", "superres").exists()
+    scores = ext.score_superres(sr, None, profile=profile)
+    assert scores.metrics == {"not_measured": "no 128 px images"} and not scores.outputs
+    assert ext.superres_samples(sr, None, None, None, 4, seed=0) is None
+    ext.save_extensions(inpainting, scores, sr, ds, profile=profile)
+    written = results.load_metrics("smoke", "extensions")
+    assert written["superres"] == {"not_measured": "no 128 px images"}
+    assert written["inpainting"]["prior"]["val_psnr"] == pytest.approx(inpainting.metrics["prior"]["val_psnr"],
+                                                                       abs=1e-5)
+    assert written["protocol"]["superres"]["n_val"] == 0
+
+
+class _Pairs:
+    """A dataset whose 128 px images all sit in one split."""
+
+    def __init__(self, train: int, val: int):
+        self.rows = {"train": torch.arange(train), "val": torch.arange(val)}
+
+    def superres_rows(self, split):
+        return self.rows[split]
+
+
+def test_superres_is_skipped_when_either_split_has_no_128px_pair():
+    assert ext.superres_skipped(_Pairs(5, 0)) == "no 128 px images in the val split"
+    assert ext.superres_skipped(_Pairs(0, 3)) == "no 128 px images in the train split"
+    assert ext.superres_skipped(_Pairs(0, 0)) == "no 128 px images"
+    assert ext.superres_skipped(_Pairs(5, 3)) is None

@@ -1,9 +1,10 @@
 """The prose of the notebooks and of helpers/ does not go stale. Notebooks tell the story in short
-cells (no code cell over 15 lines: helpers/ does the work). Neither a cell nor a comment or
-docstring of helpers/ carries run history: no commit, date or machine, and no measured figure (a
-quantity in dB, nats, minutes, seconds ..., a metric's value, a "before -> after"). Those belong in
-docs/EXPERIMENTS.md and docs/PERFORMANCE.md, and in the metrics files of a run; code says why and
-points there (docs/EXPERIMENTS.md, "Decisions")."""
+cells (no code cell over 15 lines: helpers/ does the work; no line wider than 100 characters: a
+cell reads without scrolling sideways). Neither a cell nor a comment or docstring of helpers/
+carries run history: no commit, date or machine, and no measured figure (a quantity in dB, nats,
+minutes, seconds ..., a metric's value, a "before -> after"). Those belong in docs/EXPERIMENTS.md
+and docs/PERFORMANCE.md, and in the metrics files of a run; code says why and points there
+(docs/EXPERIMENTS.md, "Decisions")."""
 
 import ast
 import io
@@ -20,6 +21,7 @@ ROOT = paths.PROJECT_ROOT
 NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 HELPERS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("helpers/**/*.py"))
 MAX_LINES = 15
+MAX_WIDTH = 100
 # a hex run with letters and digits (a commit), an ISO date, a CPU family or vendor
 STALE = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b|\b20\d\d-\d\d-\d\d\b|"
                    r"\bZen ?\d\b|\bEPYC\b|\bXeon\b|\bRyzen\b|\bAVX2 machine\b|\breference machine\b")
@@ -92,6 +94,18 @@ def test_no_code_cell_is_longer_than_15_lines(name):
     long = [(i, len(source(c).splitlines())) for i, c in enumerate(read(name)["cells"])
             if c["cell_type"] == "code" and len(source(c).splitlines()) > MAX_LINES]
     assert not long, f"{name}: cells (index, lines) over {MAX_LINES} lines: {long}"
+
+
+# not yet wrapped to the width (strict: the mark must go once they are)
+NOT_YET_WRAPPED = {"00_data", "06_analysis"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="not yet wrapped"))
+                                  if n in NOT_YET_WRAPPED else n for n in NOTEBOOKS])
+def test_no_code_line_is_wider_than_100_characters(name):
+    wide = [(i, len(line)) for i, c in enumerate(read(name)["cells"]) if c["cell_type"] == "code"
+            for line in source(c).splitlines() if len(line) > MAX_WIDTH]
+    assert not wide, f"{name}: code lines (cell index, width) over {MAX_WIDTH} characters: {wide}"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

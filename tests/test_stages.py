@@ -204,7 +204,7 @@ def test_an_autoencoder_whose_codes_collapsed_to_one_is_named_with_a_warning(tmp
     seed_everything(0)
     healthy = stages.fit_autoencoder(toy(), ds, name="healthy", size=32, config=config, profile=profile,
                                      producer="01_vqvae")
-    assert healthy.metrics["collapsed_levels"] == [] and healthy.metrics["val_code_usage"] >= stages.COLLAPSED
+    assert healthy.metrics["collapsed_levels"] == [] and healthy.metrics["val_code_usage"] >= 0.05
     dead = toy()
     dead.encoder.net[-2] = _Dead()          # every unit before the encoder's last 1x1 convolution dead: z constant
     with pytest.warns(RuntimeWarning, match="dead: its codes level collapsed: 1 of 32 codes used on val"):
@@ -275,13 +275,28 @@ def test_budgeted_keeps_the_families_a_profile_trains_in_order_and_names_the_oth
         stages.budgeted(["gated_pixelcnn"], steps32, "p")
 
 
+def _prior_steps(families, grids, vqvae, ds, config, profile, evaluation=stages.PriorEvaluation()):
+    """A prior stage as 02 runs it, one step after the other; returns the fits."""
+    fits = stages.train_priors(families, grids, vqvae, ds, configs={f.name: config for f in families},
+                               profile=profile)
+    stages.choose_settings(fits, ds, profile=profile, size=32, evaluation=evaluation)
+    stages.draw_samples(fits, ds, profile=profile, size=32, producer="02_pixelcnn", evaluation=evaluation)
+    judges = stages.train_judges(ds, profile=profile, size=32)
+    stages.save_scores(stages.score_samples(fits, judges, ds, profile=profile, size=32, evaluation=evaluation),
+                       profile, "prior_vqvae")
+    return fits
+
+
 def _colour_features(images, *_, **__):
     """A stand-in for the Inception network: each channel's mean and a few pixels of every image."""
     x = images.float().flatten(2) / 255
     return torch.cat([x.mean(2), x[:, :, :5].flatten(1)], 1)
 
 
-def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_categories(tmp_path, monkeypatch):
+@pytest.fixture
+def colour_features(tmp_path, monkeypatch):
+    """Artifacts in a private folder, and every Inception pass of the prior steps replaced by
+    :func:`_colour_features`."""
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
     import helpers.metrics.generation as generation
     for module in (stages, generation):
@@ -289,22 +304,71 @@ def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_c
     monkeypatch.setattr(stages, "cached_features", _colour_features)
     monkeypatch.setattr(references, "reference", lambda ds, size, split, *_: (ds.images(size, split),
                                                                                _colour_features(ds.images(size, split))))
+
+
+def _toy_vqvae_and_grids(ds, profile, config):
+    seed_everything(0)
+    vqvae = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
+    grids = stages.fit_autoencoder(vqvae, ds, name="vqvae", size=32, config=config, profile=profile,
+                                   producer="01_vqvae").grids
+    return vqvae, grids
+
+
+def test_the_prior_steps_choose_on_val_draw_with_the_choice_and_save_what_they_score(colour_features):
+    ds, profile = ToyDataset(), get_profile("smoke")
+    config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
+    vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
+    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
+        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    settings = (SamplingSetting(temperature=1.0), SamplingSetting(temperature=0.5, guidance=2.0))
+    evaluation = stages.PriorEvaluation(settings=settings, max_blank=1.01, fid_seed=7)
+    fits = _prior_steps([family], grids, vqvae, ds, config, profile, evaluation)
+    fit = fits["pixelcnn"]
+    assert [SamplingSetting.from_dict(r) for r in fit.scored] == list(settings)     # every setting, in order
+    assert fit.setting == SamplingSetting.from_dict(stages.pick_setting(fit.scored, max_blank=1.01))
+    saved = SampleSet.load(paths.samples_path("smoke", "pixelcnn", 32))
+    assert saved.setting == fit.setting and saved.seed == 7 and len(saved.images) == profile.n_samples
+    assert torch.equal(saved.images, fit.sample(profile.n_samples, labels=saved.labels, seed=7))
+    written = results.load_metrics("smoke", "prior_vqvae")
+    assert written["pixelcnn"]["sampling"] == fit.setting.as_dict() and {"fid_floor", "fid_recon"} <= set(written)
+    assert written["pixelcnn"]["fid"] == pytest.approx(fit.metrics["fid"], abs=1e-5)
+    assert written["protocol"]["fid_network"] == evaluation.fid_network
+    assert written["protocol"]["n_samples"] == profile.n_samples
+
+
+def test_prior_evaluation_draws_a_twentieth_of_the_fid_samples_per_setting_and_at_least_ten():
+    e = stages.PriorEvaluation()
+    assert (e.n_choose(16), e.n_choose(100), e.n_choose(2000)) == (10, 10, 100)
+    assert e.as_dict()["settings"] == ["T 1, guidance 1"] and e.as_dict()["fid_seed"] != e.choose_seed
+
+
+def test_describe_runs_gives_every_run_a_column_with_its_whole_config():
+    small = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
+    prior = PixelCNN(PixelCNNConfig(num_codes=16, hidden=8, layers=1))
+    table = stages.describe_runs({"vqvae": (small, TrainConfig(max_steps=3)),
+                                  "prior": (prior, TrainConfig(max_steps=5, lr=1e-3))})
+    assert list(table.columns) == ["vqvae", "prior"]
+    assert table.loc["max_steps", "vqvae"] == 3 and table.loc["lr", "prior"] == 1e-3
+    assert table.loc["parameters", "prior"] == sum(p.numel() for p in prior.parameters())
+    assert table.loc["beta", "vqvae"] == 0.25 and table.loc["beta", "prior"] == ""    # a PixelCNN has none
+    assert set(vars(small.config)) | set(vars(prior.config)) | set(TrainConfig().as_dict()) <= set(table.index)
+
+
+def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_categories(colour_features,
+                                                                                       monkeypatch):
     judged, by_judge = [], []
     real_recognisable, real_score = recognise.recognisable, recognise.Judge.score
     monkeypatch.setattr(recognise, "recognisable", lambda m, x, y, ref: judged.append((m, y)) or real_recognisable(m, x, y, ref))
     monkeypatch.setattr(recognise.Judge, "score", lambda self, x, cats, subs=None: by_judge.append((self, cats, subs))
                         or real_score(self, x, cats, subs))
     ds, profile = ToyDataset(), get_profile("smoke")
-    seed_everything(0)
     config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
-    vqvae = VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8)
-    grids = stages.fit_autoencoder(vqvae, ds, name="vqvae", size=32, config=config, profile=profile,
-                                   producer="01_vqvae").grids.with_label("subcategory")
+    vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
+    grids = grids.with_label("subcategory")
     family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
         num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
-    fits, metrics = stages.fit_priors([family], grids, vqvae, ds, configs={"pixelcnn": config},
-                                      settings=[SamplingSetting()], profile=profile, size=32,
-                                      stage="prior_vqvae", producer="02_pixelcnn")
+    fits = _prior_steps([family], grids, vqvae, ds, config, profile)
+    metrics = results.load_metrics("smoke", "prior_vqvae")
     m = metrics["pixelcnn"]
     assert {"recognisable_share", "subcategory_share", "judge_accuracy", "sureness", "density"} <= set(m)
     assert {"precision", "density", "judge_accuracy"} <= set(metrics["real_val"]) and "judge_accuracy" in metrics["blobs"]
