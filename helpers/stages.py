@@ -520,35 +520,36 @@ def settings_table(fits: dict[str, PriorFit]):
 
 
 def show_samples(fits: dict[str, PriorFit], ds, size: int, profile_name: str, *, nrow: int = 16,
-                 per_category: int = 8) -> None:
+                 per_category: int = 8, seed: int = 2) -> None:
     """Per family: 16 samples without a category, then ``per_category`` per category (for a prior
     conditioned on sub-categories, sub-categories of it as often as in train), each over its
     pixel-nearest train image (new, or a copy?), with the chosen setting; the second is saved as
-    ``figures/<family>_<size>px_samples_per_category.png`` (02 and 04 both train a "pixelcnn")."""
+    ``figures/<family>_<size>px_samples_per_category.png`` (02 and 04 both train a "pixelcnn").
+    The figures draw with ``seed`` and the seeds after it, none of them the FID samples' seed."""
     from . import analysis, viz
 
     pool = ds.images(size, "train")
     for name, fit in fits.items():
-        viz.image_grid(fit.sample(16, seed=2), nrow=nrow, title=f"{name}: unconditional samples ({fit.setting})")
-        per_class = fit.grids.category_rows(per_category, seed=3)
-        rows = fit.sample(len(per_class), labels=per_class, seed=3)
+        viz.image_grid(fit.sample(16, seed=seed), nrow=nrow, title=f"{name}: unconditional samples ({fit.setting})")
+        per_class = fit.grids.category_rows(per_category, seed=seed + 1)
+        rows = fit.sample(len(per_class), labels=per_class, seed=seed + 1)
         fig = viz.beside_nearest(rows, pool[analysis.nearest_train(rows, pool)], ds.category_names,
                                  title=f"{name}: {per_category} samples per category, each over its nearest train image")
         viz.save_figure(fig, profile_name, f"{name}_{size}px_samples_per_category")
         if styled(fit.prior):
-            show_styles(fit, name, ds, size, profile_name, per_category)
+            show_styles(fit, name, ds, size, profile_name, per_category, seed=seed + 3)
 
 
-def show_styles(fit: PriorFit, name: str, ds, size: int, profile_name: str, n: int = 8) -> None:
+def show_styles(fit: PriorFit, name: str, ds, size: int, profile_name: str, n: int = 8, *, seed: int = 5) -> None:
     """A prior conditioned on the vendor: one row per vendor, the same ``n`` categories (seeded)
     in each column, saved as ``figures/<family>_<size>px_samples_per_vendor.png``."""
     from . import viz
 
-    categories = torch.randperm(len(ds.category_names), generator=torch.Generator().manual_seed(5))
-    categories = fit.grids.category_rows(1, seed=5)[categories.repeat(n // len(categories) + 1)[:n]]
+    categories = torch.randperm(len(ds.category_names), generator=torch.Generator().manual_seed(seed))
+    categories = fit.grids.category_rows(1, seed=seed)[categories.repeat(n // len(categories) + 1)[:n]]
     labels = torch.stack([categories.repeat(len(ds.vendor_names)),
                           torch.arange(len(ds.vendor_names)).repeat_interleave(n)], 1)
-    fig = viz.image_grid(fit.sample(len(labels), labels=labels, seed=6), nrow=n,
+    fig = viz.image_grid(fit.sample(len(labels), labels=labels, seed=seed + 1), nrow=n,
                          title=f"{name}: one row per vendor ({', '.join(ds.vendor_names)}), the same category "
                                "in each column")
     viz.save_figure(fig, profile_name, f"{name}_{size}px_samples_per_vendor")

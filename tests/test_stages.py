@@ -381,3 +381,17 @@ def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_c
     assert load_checkpoint(paths.checkpoint_path("smoke", "pixelcnn"))["extra"]["label"] == "subcategory"
     assert load_checkpoint(paths.checkpoint_path("smoke", "judge32"))["extra"]["label"] == "subcategory"
     assert results.load_metrics("smoke", "prior_vqvae")["protocol"]["conditioned_on"] == "subcategory"
+
+
+def test_the_source_lines_01_shows_are_found_in_the_code_and_a_changed_line_is_an_error():
+    from helpers import viz
+    from helpers.models.quantize import VectorQuantizer
+
+    table = viz.source_lines(VectorQuantizer, {"q_st = zf + (q - zf).detach()": "straight-through"}).data
+    (where,) = table.index
+    path, line = where.split(":")
+    source = (paths.PROJECT_ROOT / "helpers" / "models" / path).read_text().splitlines()
+    assert source[int(line) - 1].strip() == table["code"].iloc[0]
+    assert table["code"].iloc[0].startswith("q_st = zf + (q - zf).detach()")
+    with pytest.raises(ValueError, match="no line of VectorQuantizer contains 'not in it'"):
+        viz.source_lines(VectorQuantizer, {"not in it": "?"})
