@@ -320,7 +320,7 @@ def test_the_prior_steps_choose_on_val_draw_with_the_choice_and_save_what_they_s
     vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
     family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
         num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
-    settings = (SamplingSetting(temperature=1.0), SamplingSetting(temperature=0.5, guidance=2.0))
+    settings = (SamplingSetting(temperature=0.9), SamplingSetting(temperature=0.5, guidance=2.0))   # not the default
     evaluation = stages.PriorEvaluation(settings=settings, max_blank=1.01, fid_seed=7)
     fits = _prior_steps([family], grids, vqvae, ds, config, profile, evaluation)
     fit = fits["pixelcnn"]
