@@ -6,7 +6,7 @@
 * The prior stage (02, 04), one step per notebook section: :func:`train_priors` trains one or
   more prior families on those code grids, :func:`choose_settings` chooses each family's sampling
   setting on val, :func:`draw_samples` draws its FID samples and saves them as
-  :class:`~helpers.artifacts.SampleSet`, :func:`train_judges` trains the GAN-test's classifiers,
+  :class:`~helpers.artifacts.SampleSet`, :func:`train_judges` trains what they are judged by,
   :func:`score_samples` scores the samples (FID / KID / precision and recall against the train
   images, the GAN-test) and :func:`save_scores` writes the metrics file.
   :class:`PriorEvaluation` holds how the settings are chosen and the samples drawn and scored.
