@@ -2,7 +2,8 @@
 beside ours, read from ``artifacts/<profile>/metrics/*.json``.
 
     python -m helpers.report --profile full            # writes docs/results/RESULTS.md (+ figures)
-    python -m helpers.report --profile full --readme   # ... and the README's headline table
+    python -m helpers.report --profile full --readme   # ... the README's headline table and the
+                                                       # executed notebooks as HTML (helpers.publish)
 
 :func:`results_table` gives the same table as a pandas DataFrame for 06_analysis. A metrics file
 that does not exist yet gives "—" cells and a printed note, never an error, so the table can be
@@ -202,9 +203,12 @@ def load_all(profile: str) -> tuple[dict[str, dict], list[str]]:
 
 def lookup(metrics: dict, key: str):
     """The value at a dotted ``key`` ("pixelcnn.fid"): a number, a string saying why there is none,
-    or None."""
+    or None. A part that was not measured as a whole says why in its ``not_measured`` (a dataset
+    without 128 px images: ``superres.not_measured``), and every key under it reads that reason."""
     value = metrics
     for part in key.split("."):
+        if isinstance(value, dict) and part not in value and isinstance(value.get("not_measured"), str):
+            return f"not measured: {value['not_measured']}"
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
@@ -301,7 +305,7 @@ def row_protocol(row: Row, metrics: dict | None) -> str:
 
 
 def _better(row: Row, ours) -> str:
-    if ours is None or row.report is None:
+    if not isinstance(ours, (int, float)) or row.report is None:   # None, or why it was not measured
         return DASH
     target = max(row.report) if isinstance(row.report, tuple) else row.report
     return "yes" if (ours > target if row.higher_is_better else ours < target) else "no"
@@ -344,7 +348,7 @@ def results_rows(profile: str) -> tuple[list[dict], dict[str, dict], list[str]]:
         rows.append({"model": row.model, "metric": row.metric, "report": row.report, "ours": ours,
                      "better": _better(row, ours), "kind": row.kind, "protocol": row_protocol(row, metrics),
                      "time_capped": time_capped(metrics, row.key),
-                     "x_floor": ours / floor if ours is not None and floor else None})
+                     "x_floor": ours / floor if isinstance(ours, (int, float)) and floor else None})
     return rows, found, notes
 
 
@@ -456,11 +460,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full", choices=profile_names())
     parser.add_argument("--out", default=None, help=f"output folder (default {paths.DOCS_RESULTS_DIR})")
-    parser.add_argument("--readme", action="store_true", help="also rewrite the README's headline results table")
+    parser.add_argument("--readme", action="store_true", help="also rewrite the README's headline results table and export the finished "
+                        "notebooks of the run as HTML into docs/notebooks")
     args = parser.parse_args(argv)
     write_results(args.profile, args.out)
     if args.readme:
+        from .publish import export_notebooks   # its nbconvert is needed only to publish
+
         write_readme_table(args.profile)
+        export_notebooks(args.profile)
     return 0
 
 

@@ -128,3 +128,20 @@ def test_a_notebook_executed_by_a_kernel_exports_with_its_figure(runs, tmp_path)
     (runs / "00_data.done.json").write_text("{}")
     page = publish.export_notebooks(PROFILE, tmp_path / "out")[0].read_text()
     assert page.count("data:image/png;base64,") == 1 and len(page) < 200_000
+
+
+def test_the_report_command_with_readme_exports_the_finished_notebooks(runs, tmp_path, monkeypatch):
+    from helpers import report
+
+    out = tmp_path / "pages"
+    monkeypatch.setattr(publish, "EXPORT_DIR", out)
+    tables = []
+    monkeypatch.setattr(report, "write_readme_table", lambda profile: tables.append(profile))   # not our README
+    _executed(runs, "01_vqvae")
+    _executed(runs, "02_prior", finished=False)
+    assert report.main(["--profile", PROFILE, "--out", str(tmp_path / "results"), "--readme"]) == 0
+    assert tables == [PROFILE]
+    assert sorted(p.name for p in out.iterdir()) == ["01_vqvae.html", "README.md"]
+    (out / "01_vqvae.html").unlink()
+    report.main(["--profile", PROFILE, "--out", str(tmp_path / "results")])      # without --readme: no export
+    assert not (out / "01_vqvae.html").exists()

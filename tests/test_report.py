@@ -271,3 +271,14 @@ def test_each_prior_is_judged_beside_its_fid_and_the_gan_test_is_labelled_passab
     assert not any(m.startswith("hue-free judge:") for m in shown)                   # references: RESULTS.md
     text = report.write_results("smoke", tmp_path / "docs").read_text()
     assert "passable by colour" in text and "**Sureness**" in text
+
+
+def test_a_superres_not_measured_reads_its_reason_in_every_superres_row(artifacts):
+    extensions = {**METRICS["extensions"], "superres": {"not_measured": "no 128 px images"}}
+    (artifacts / "extensions.json").write_text(json.dumps(extensions))
+    df = report.results_table("smoke")
+    model = "Super-resolution 64->128"
+    for metric in ("decoder val PSNR (dB)", "decoder val SSIM", "bicubic val PSNR (dB)", "Lanczos val SSIM"):
+        assert _cell(df, model, metric) == "not measured: no 128 px images"
+    assert _cell(df, model, "decoder val PSNR (dB)", "better") == "—"       # no comparison with a reason
+    assert _cell(df, "Inpainting 32x32, 8x8 mask", "autoencoder val PSNR (dB)") == "24.00"   # the rest read on
