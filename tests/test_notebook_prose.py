@@ -96,12 +96,7 @@ def test_no_code_cell_is_longer_than_15_lines(name):
     assert not long, f"{name}: cells (index, lines) over {MAX_LINES} lines: {long}"
 
 
-# not yet wrapped to the width (strict: the mark must go once they are)
-NOT_YET_WRAPPED = {"00_data", "06_analysis"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="not yet wrapped"))
-                                  if n in NOT_YET_WRAPPED else n for n in NOTEBOOKS])
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_no_code_line_is_wider_than_100_characters(name):
     wide = [(i, len(line)) for i, c in enumerate(read(name)["cells"]) if c["cell_type"] == "code"
             for line in source(c).splitlines() if len(line) > MAX_WIDTH]
