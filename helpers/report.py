@@ -151,7 +151,8 @@ INTRO = """\
 Every number of the original report ("Emoji Generation With VQ-VAE") beside ours, written by
 `python -m helpers.report --profile {profile}` from `artifacts/{profile}/metrics/*.json`.
 PSNR in dB on images in [0, 1]; SSIM with an 11x11 Gaussian window; MSE, PSNR and SSIM per
-image, then averaged. FID against the train images with the TF-Inception (2015-12-05) network.
+image, then averaged. FID against a seeded subset of the train images (all of them when the
+profile's `eval_limit` is None) with the TF-Inception (2015-12-05) network.
 Report numbers are quoted as printed; "—" means the report gives no number there (or, in our
 column, that the stage has not been run). "Better" compares ours with the report (for the
 report's 30-70 % codebook usage, with its upper end).
