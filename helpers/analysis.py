@@ -286,20 +286,4 @@ def metrics_summary(mem: dict, kmeans: dict | None = None, levels: dict[str, dic
 
 __all__ = ["usage", "usage_table", "tsne", "choose_k", "code_patches", "cluster_rows", "nearest",
            "memorization", "memorization_of", "neighbour_rows", "memorization_table", "best_prior",
-           "metrics_summary", "recognisable_rows", "nearest_train"]
-
-
-def recognisable_rows(prior_metrics: dict[str, dict]) -> list[dict]:
-    """One row per prior of the metrics files ``{stage: metrics}`` (prior_vqvae, prior_vqvae2):
-    its FID as a multiple of the stage's floor, and its GAN-test figures."""
-    rows = []
-    for stage, m in prior_metrics.items():
-        for name, v in m.items():
-            if isinstance(v, dict) and "fid" in v:
-                rows.append({"prior": f"{name} ({stage})", "fid": v["fid"], "fid / floor": v["fid"] / m["fid_floor"],
-                             "recognisable share": v.get("recognisable_share"),
-                             "samples in their category": v.get("sample_accuracy"),
-                             "real val in their category": v.get("real_val_accuracy"),
-                             **({"sub-category recognisable share": v["subcategory_recognisable_share"]}
-                                if "subcategory_recognisable_share" in v else {})})
-    return rows
+           "metrics_summary", "nearest_train"]

@@ -25,7 +25,8 @@ MEASURES = {
     "vqvae": ("psnr", True), "vqvae_latent16": ("psnr", True), "vqvae2": ("psnr", True),
     **{name: ("nll", False) for size in PRIOR_FAMILIES for name in prior_checkpoints(size)},
     "superres": ("psnr", True), "classifier32": ("acc", True), "classifier64": ("acc", True),
-    "classifier32_subcategory": ("acc", True), "classifier64_subcategory": ("acc", True),
+    # the hue-free sub-category judges (helpers/recognise.py), trained by the same Trainer
+    "judge32": ("acc", True), "judge64": ("acc", True),
 }
 # figures that set the val curves of models of one task side by side
 GROUPS = {

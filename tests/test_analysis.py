@@ -155,15 +155,6 @@ def test_beside_nearest_puts_each_sample_row_over_its_nearest_train_images():
         viz.beside_nearest(samples[:5], samples[:5], ["cats", "flags"], per_row=3)
 
 
-def test_recognisable_rows_give_fid_over_the_floor_and_the_gan_test():
-    metrics = {"prior_vqvae": {"fid_floor": 40.0, "fid_recon": 60.0, "protocol": {"n": 1},
-                               "pixelcnn": {"fid": 80.0, "recognisable_share": 0.9, "sample_accuracy": 0.72,
-                                            "real_val_accuracy": 0.8}}}
-    rows = analysis.recognisable_rows(metrics)
-    assert rows == [{"prior": "pixelcnn (prior_vqvae)", "fid": 80.0, "fid / floor": 2.0, "recognisable share": 0.9,
-                     "samples in their category": 0.72, "real val in their category": 0.8}]
-
-
 def test_nearest_train_finds_the_pixel_nearest_image():
     pool = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (0, 100, 200, 255)])
     queries = torch.stack([torch.full((3, 4, 4), v, dtype=torch.uint8) for v in (210, 90, 3)])

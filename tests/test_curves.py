@@ -43,3 +43,11 @@ def test_write_curves_draws_every_trained_model_with_a_step_history(tmp_path, mo
     curves.write_curves("p", tmp_path / "curves")
     assert (tmp_path / "curves" / "priors32.png").stat().st_size > 1000
     assert curves.main(["--profile", "empty", "--out", str(tmp_path / "none")]) == 1
+
+
+def test_both_judges_of_each_size_have_their_learning_curves():
+    from helpers import recognise
+
+    for size in (32, 64):
+        for name in (recognise.checkpoint_name(size), recognise.checkpoint_name(size, "subcategory", judge=True)):
+            assert curves.MEASURES[name] == ("acc", True), name
