@@ -27,7 +27,7 @@ from helpers.train import TrainConfig, Trainer
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--config", default="default")
+    p.add_argument("--config", default="default", choices=list(VQVAE2_CONFIGS), help="a named config of VQVAE2_CONFIGS")
     p.add_argument("--set", nargs="*", default=[], help="model config overrides key=value")
     p.add_argument("--minutes", type=float, default=None, help="time budget (else --epochs only)")
     p.add_argument("--epochs", type=int, default=200)
