@@ -105,8 +105,9 @@ PROFILES = {
                     prior2_steps=_priors2(1100, 560), superres_steps=1100, classifier_steps=900,
                     n_samples=2000, eval_limit=3000),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
-    # priors three times full's steps, every model validated every 100 steps, and evaluations as
-    # quick's (its FIDs are not full's). `python -m helpers.curves --profile curves` draws them.
+    # priors three times full's steps, every model validated every 100 steps, and small
+    # evaluations, 200 samples per prior and a seeded 200 images per split, twice quick's (its FIDs
+    # are not full's). `python -m helpers.curves --profile curves` draws them.
     "curves": Profile("curves", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                       prior_steps={"pixelcnn": 3300, "gated_pixelcnn": 1680, "transformer": 3300}, vqvae2_steps=3000,
                       prior2_steps=_priors2(3300, 1680), superres_steps=1100, classifier_steps=1400,
