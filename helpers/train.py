@@ -12,7 +12,7 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
 * early stopping on the validation loss, the best weights kept in ``<name>.pt``;
 * optionally an exponential moving average of the weights (``ema_decay``), which is what is
   validated, kept as the best weights and returned;
-* resume: the full state (weights, optimizer, RNG, history, time used) goes to
+* resume: the full state (weights, optimizer, the CPU's and the device's RNG, history, time used) goes to
   ``<name>.last.pt`` after every epoch, and :meth:`Trainer.run` picks it up, so
   re-running a notebook never retrains what is done. Shuffling is seeded per
   epoch, so a resumed run sees the same batches as an uninterrupted one. A
@@ -20,6 +20,14 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
 * a non-finite loss stops the run with the step that produced it, and so does a validation loss
   over ``DIVERGED`` times the lowest one so far (a finite blow-up); the last good checkpoint
   stays on disk;
+* the data on the training device once per run: each batch is indexed there from the seeded
+  order (the order a DataLoader over the same sampler would give, so the CPU trains the weights
+  it did with one); losses and logs stay tensors between log points (``log_every`` steps), so a
+  GPU is not made to wait for the host every step; a non-finite loss is found at the next log
+  point and named with the step that made it;
+* on CUDA, TF32 and cuDNN's autotuner in training (:func:`helpers.runtime.training_backends`),
+  validation in fp32; ``deterministic=True`` takes deterministic kernels instead, so the same
+  GPU trains the same weights (a CPU always does, for a given thread count);
 * under ``torchrun`` (torch.distributed initialised): DistributedSampler, DDP,
   checkpoints and progress bars on rank 0 only. Every decision that ends or shapes a step
   (the time budget, the learning rate, a non-finite loss) is taken from numbers all ranks
@@ -39,10 +47,11 @@ from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DistributedSampler, RandomSampler
 
 from .checkpoints import CheckpointError, load_checkpoint, model_spec, safe_load, save_checkpoint
-from .runtime import pick_device, resolve_precision, tf32
+from .runtime import fork_rng, full_fp32, host_floats, pick_device, resolve_precision, rng_state, \
+    set_rng_state, training_backends
 
 # A validation loss this many times the lowest one of the run means it has diverged: a blow-up
 # that stays finite (huge logits, say) passes the non-finite check and would otherwise train on,
@@ -76,6 +85,10 @@ class TrainConfig:
                                      # validation, the best checkpoint and the returned model use it
     seed: int = 0
     progress: bool = True            # tqdm bars
+    log_every: int = 50              # steps between reads of the logged losses (each read waits for
+                                     # the device); the history is the same for any value
+    deterministic: bool = False      # CUDA: deterministic kernels, no autotuner (slower); the same
+                                     # GPU then trains the same weights. No effect on a CPU.
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,8 +113,9 @@ class Trainer:
         self.config = config
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = model.to(self.device)
-        self.train_data = TensorDataset(*train)
-        self.val_data = TensorDataset(*val) if val is not None else None
+        self.train_data = tuple(train)
+        self.val_data = tuple(val) if val is not None else None
+        self._on_device: dict[str, tuple] = {}   # the data sets, moved to the device on first use
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.data_fingerprint = data_fingerprint
         self.extra = dict(extra or {})
@@ -117,13 +131,15 @@ class Trainer:
         self.time_capped = False  # the wall-clock cap ended the run before its steps
         if config.max_steps is None and config.epochs is None:
             raise ValueError("give the run a budget: TrainConfig(max_steps=...) (or epochs=...)")
+        if config.log_every < 1:
+            raise ValueError(f"log_every must be at least 1 step, not {config.log_every}")
 
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.precision = resolve_precision(config.precision, self.device)   # "bf16" or "fp32"
         self.bf16 = self.precision == "bf16"
-        self.channels_last = self.bf16 and config.channels_last and self.train_data.tensors[0].dim() == 4
+        self.channels_last = self.bf16 and config.channels_last and self.train_data[0].dim() == 4
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
@@ -163,6 +179,7 @@ class Trainer:
             extra={**self.extra, "completed": completed, "seconds": self.seconds, "bad_epochs": self.bad_epochs,
                    "time_capped": self.time_capped,
                    "stopped_early": self.stopped_early, "rng_state": torch.get_rng_state(),
+                   "device_rng_state": rng_state(self.device), "device": str(self.device),
                    "train_config": self.config.as_dict(), "precision": self.precision,
                    **({"weight_average": self.average.state()} if self.average is not None else {})})
 
@@ -180,6 +197,7 @@ class Trainer:
         self.time_capped = bool(extra.get("time_capped", False))
         if "rng_state" in extra:
             torch.set_rng_state(extra["rng_state"])
+        set_rng_state(extra.get("device_rng_state"), self.device)   # taken on this kind of device only
         if with_optimizer and self.average is not None and "weight_average" in extra:
             self.average.load(extra["weight_average"])
 
@@ -210,7 +228,7 @@ class Trainer:
         asked = self.config.as_dict()
         plain = lambda v: list(v) if isinstance(v, tuple) else v   # noqa: E731  tuples come back as lists
         differ = [f"{k} {stored[k]!r} (asked {asked[k]!r})" for k in asked
-                  if k in stored and k not in ("max_minutes", "progress", "curve_every")
+                  if k in stored and k not in ("max_minutes", "progress", "curve_every", "log_every")
                   and plain(stored[k]) != plain(asked[k])]
         return f" — it was made with other settings: {', '.join(differ)}" if differ else ""
 
@@ -225,20 +243,21 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.config
         start = time.perf_counter() - self.seconds
-        steps_per_epoch = max(1, len(self.train_data) // (cfg.batch_size * self.world))
+        steps_per_epoch = max(1, len(self.train_data[0]) // (cfg.batch_size * self.world))
         self.total_steps = min(s for s in (cfg.max_steps, cfg.epochs and cfg.epochs * steps_per_epoch)
                                if s is not None)
         while self.step < self.total_steps and not self.stopped_early and not self.time_capped:
             record = {"epoch": self.epoch + 1}
             t0 = time.perf_counter()
-            with tf32(self.device.type == "cuda"):   # training only: evaluation and callbacks keep fp32
+            # TF32 and the autotuner on CUDA (validation itself in fp32); callbacks run outside
+            with training_backends(self.device, cfg.deterministic):
                 record.update({f"train_{k}": v for k, v in self._train_epoch(start).items()})
-            record["train_seconds"] = time.perf_counter() - t0
-            record["step"] = self.step
-            last = self.step >= self.total_steps or self.time_capped
-            if self.val_data is not None and ((self.epoch + 1) % cfg.eval_every == 0 or last):
-                record.update({f"val_{k}": v for k, v in self.evaluate().items()})
-                self._check_diverged(record["val_loss"])
+                record["train_seconds"] = time.perf_counter() - t0
+                record["step"] = self.step
+                last = self.step >= self.total_steps or self.time_capped
+                if self.val_data is not None and ((self.epoch + 1) % cfg.eval_every == 0 or last):
+                    record.update({f"val_{k}": v for k, v in self.evaluate().items()})
+                    self._check_diverged(record["val_loss"])
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             self.epoch += 1
             self.seconds = time.perf_counter() - start
@@ -309,24 +328,56 @@ class Trainer:
         floor = cfg.min_lr_ratio * cfg.lr
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
-    def _loader(self, data: TensorDataset, *, train: bool) -> DataLoader:
+    def _tensors(self, which: str) -> tuple:
+        """The train or val tensors on the training device: moved there once per run (a few
+        hundred MB at most), not a batch at a time."""
+        if which not in self._on_device:
+            data = self.train_data if which == "train" else self.val_data
+            self._on_device[which] = tuple(t.to(self.device) for t in data)
+        return self._on_device[which]
+
+    def _order(self, n: int, *, train: bool) -> list[int]:
+        """The examples of one pass, in the order this rank takes them."""
         cfg = self.config
         if self.distributed and train:
-            sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True,
+            sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank, shuffle=True,
                                          seed=cfg.seed, drop_last=True)
             sampler.set_epoch(self.epoch)
-        elif self.distributed:
+            return list(sampler)
+        if self.distributed:
             # Every example exactly once over the ranks: DistributedSampler would pad the last shard
             # with repeats, and the validation loss would depend on the number of processes.
-            sampler = range(self.rank, len(data), self.world)
-        elif train:
+            return list(range(self.rank, n, self.world))
+        if train:
             # Seeded per epoch: a resumed run draws exactly the batches an uninterrupted one would.
-            sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch))
-        else:
-            sampler = SequentialSampler(data)
-        # the last short batch is dropped, unless it is the only one (fewer examples than a batch)
-        drop_last = train and len(data) >= cfg.batch_size
-        return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last)
+            return list(RandomSampler(range(n), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)))
+        return list(range(n))
+
+    def _batches(self, data: tuple, *, train: bool):
+        """One pass over ``data`` (tensors on the device) in batches, as a DataLoader over the same
+        sampler would give them: the last short batch dropped in training, unless it is the only
+        one (fewer examples than a batch)."""
+        # A DataLoader draws one number from the global generator when a pass starts (its workers'
+        # seed); drawn here too, so that everything random after it (dropout, restarts, flips)
+        # draws what it drew with one, and the same seed trains the same weights as it did.
+        torch.empty((), dtype=torch.int64).random_()
+        size, n = self.config.batch_size, len(data[0])
+        order = self._order(n, train=train)
+        drop_last = train and n >= size
+        stop = len(order) - len(order) % size if drop_last else len(order)
+        if order == list(range(n)):   # in order: slices, no copy
+            for i in range(0, stop, size):
+                yield tuple(t[i:i + size] for t in data)
+            return
+        index = torch.tensor(order, dtype=torch.long).to(self.device)
+        for i in range(0, stop, size):
+            rows = index[i:i + size]
+            yield tuple(t.index_select(0, rows) for t in data)
+
+    def _n_batches(self, n: int, *, train: bool) -> int:
+        per_rank = n // self.world if train and self.distributed else n
+        size = self.config.batch_size
+        return per_rank // size if train and n >= size else math.ceil(per_rank / size)
 
     def _prepare(self, batch: Sequence[torch.Tensor]) -> tuple:
         out = []
@@ -342,51 +393,75 @@ class Trainer:
 
     def _train_epoch(self, start: float) -> dict:
         self.net.train()
+        data = self._tensors("train")
         sums: dict[str, float] = {}
         count = 0
-        bar = self._bar(self._loader(self.train_data, train=True), f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})")
-        for batch in bar:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._lr()
-            with self._autocast():
-                loss, logs = self.net(self._prepare(batch))
-            if not self._finite_on_all_ranks(loss):
-                where = self._last_good()
-                which = f"on some rank; here {loss.item()}" if self.distributed else f"{loss.item()}"
-                raise FloatingPointError(
-                    f"non-finite loss ({which}) at epoch {self.epoch + 1}, step {self.step + 1}; training "
-                    f"stopped. Last good checkpoint: {where}. Try a lower lr or precision='fp32'.")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            if self.average is not None:
-                self.average.update(self.step)
-            self.step += 1
-            count += 1
-            if self.config.curve_every and self.step % self.config.curve_every == 0:
-                self._curve_point()
-            for key, value in {"loss": loss.item(), **logs}.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            if hasattr(bar, "set_postfix") and count % 10 == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
-            if self.step >= self.total_steps:
-                break
-            if self._out_of_time(start):
-                self.time_capped = True
-                self._log(f"the {self.config.max_minutes:g}-minute cap stopped training at step {self.step} "
-                          f"of {self.total_steps}")
-                break
+        pending = _Pending(self.step)   # the logs of the steps since the last read
+        bar = self._bar(self._batches(data, train=True), f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})",
+                        total=self._n_batches(len(data[0]), train=True))
+        try:
+            for batch in bar:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._lr()
+                with self._autocast():
+                    loss, logs = self.net(self._prepare(batch))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                self.optimizer.step()
+                if self.average is not None:
+                    self.average.update(self.step)
+                self.step += 1
+                count += 1
+                pending.add(loss.detach(), {"loss": loss.detach(), **logs})
+                curve = bool(self.config.curve_every) and self.step % self.config.curve_every == 0
+                if curve or count % self.config.log_every == 0:   # a non-finite loss first, then validation
+                    self._read(pending, sums, bar, count)
+                if curve:
+                    self._curve_point()
+                if self.step >= self.total_steps:
+                    break
+                if self._out_of_time(start):
+                    self.time_capped = True
+                    self._log(f"the {self.config.max_minutes:g}-minute cap stopped training at step {self.step} "
+                              f"of {self.total_steps}")
+                    break
+        except Exception:
+            if not self.distributed:   # (a rank alone must not enter a collective)
+                self._read(pending, sums, bar, count)   # a non-finite loss before the error is its cause
+            raise
+        self._read(pending, sums, bar, count)
         return self._mean_over_ranks({k: v / max(1, count) for k, v in sums.items()})
+
+    def _read(self, pending: "_Pending", sums: dict, bar, count: int) -> None:
+        """Bring the logs of the steps since the last read to the host (one copy per key), add them
+        to the epoch's sums in step order, and stop the run at a non-finite loss: on every rank, with
+        the step that produced it."""
+        first = pending.first
+        losses, values = pending.take()
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if not self._finite_on_all_ranks(bad is None):
+            where = self._last_good()
+            here = f"{losses[bad]}" if bad is not None else "finite"
+            step = first + (bad if bad is not None else len(losses) - 1) + 1
+            which = f"on some rank; here {here}" if self.distributed else here
+            raise FloatingPointError(
+                f"non-finite loss ({which}) at epoch {self.epoch + 1}, step {step}; training "
+                f"stopped. Last good checkpoint: {where}. Try a lower lr or precision='fp32'.")
+        for key, numbers in values.items():
+            for value in numbers:
+                sums[key] = sums.get(key, 0.0) + value
+        if hasattr(bar, "set_postfix") and count and "loss" in sums:
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
 
     def _curve_point(self) -> None:
         """Validate now and append the step and every val value to the history's ``curve_*`` lists.
         Training goes on as it would have without it: evaluation updates no statistics, and the one
-        random number a DataLoader draws at its start is taken from a forked generator."""
+        random number a pass draws at its start is taken from a forked generator."""
         if self.val_data is None:
             return
-        with tf32(False), torch.random.fork_rng(devices=[]):
+        with fork_rng(self.device):
             values = self.evaluate()
         self.net.train()
         for key, value in {"step": self.step, **{f"val_{k}": v for k, v in values.items()}}.items():
@@ -407,12 +482,14 @@ class Trainer:
         """Where a stopped run's last good state is, for its error message."""
         return str(self.last_path) if self.last_path is not None and self.last_path.exists() else "none yet"
 
-    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
-        """Is the loss finite on every rank? Asked of all ranks at once, so that all of them stop: a
-        rank that raised alone would leave the others waiting in DDP's gradient all-reduce forever."""
-        finite = torch.isfinite(loss.detach()).float()
-        if self.distributed:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    def _finite_on_all_ranks(self, finite_here: bool) -> bool:
+        """Were the losses finite on every rank? Asked of all ranks at once, so that all of them
+        stop: a rank that raised alone would leave the others waiting in DDP's gradient all-reduce
+        forever."""
+        if not self.distributed:
+            return finite_here
+        finite = torch.tensor(float(finite_here), device=self.device)
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         return bool(finite)
 
     def _mean_over_ranks(self, values: dict) -> dict:
@@ -425,36 +502,44 @@ class Trainer:
         return dict(zip(values, (packed / self.world).tolist()))
 
     @torch.no_grad()
-    def evaluate(self, data: TensorDataset | None = None) -> dict:
-        """Mean loss and logs over ``data`` (default: the validation set), weighted by batch size;
-        of the weight average when the run keeps one."""
+    def evaluate(self, data: Sequence[torch.Tensor] | None = None) -> dict:
+        """Mean loss and logs over ``data`` (tensors, first dimension = examples; default: the
+        validation set), weighted by batch size; of the weight average when the run keeps one. In
+        fp32 (no TF32), whatever the training step allows: one learning curve, one precision."""
         if self.average is not None and not self.average.in_model:
             with self.average.applied():
                 return self.evaluate(data)
-        data = data if data is not None else self.val_data
+        if data is None:
+            data = self._tensors("val")
+        else:
+            data = tuple(t.to(self.device) for t in getattr(data, "tensors", data))
         self.model.eval()
-        sums: dict[str, float] = {}
-        n = 0
-        for batch in self._loader(data, train=False):
-            batch = self._prepare(batch)
-            with self._autocast():
-                loss, logs = self.model.training_step(batch)
-            size = batch[0].shape[0]
-            n += size
-            for key, value in {"loss": loss.item(), **logs}.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * size
+        sizes, pending = [], _Pending(0)
+        with full_fp32(self.device):
+            for batch in self._batches(data, train=False):
+                batch = self._prepare(batch)
+                with self._autocast():
+                    loss, logs = self.model.training_step(batch)
+                sizes.append(batch[0].shape[0])
+                pending.add(loss.detach(), {"loss": loss.detach(), **logs})
+        _, values = pending.take()
+        n = sum(sizes)
+        sums = {key: 0.0 for key in values}
+        for key, numbers in values.items():
+            for value, size in zip(numbers, sizes):
+                sums[key] += value * size
         if self.distributed:
             packed = torch.tensor([n] + list(sums.values()), dtype=torch.float64, device=self.device)  # nccl: on GPU
             dist.all_reduce(packed)
             n, sums = packed[0].item(), dict(zip(sums, packed[1:].tolist()))
         return {k: v / max(1, n) for k, v in sums.items()}
 
-    def _bar(self, iterable, desc: str):
+    def _bar(self, iterable, desc: str, total: int | None = None):
         if not (self.config.progress and self.rank == 0):
             return iterable
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, leave=False)
+        return tqdm(iterable, desc=desc, leave=False, total=total)
 
     def _log(self, message: str) -> None:
         if self.rank == 0:
@@ -510,6 +595,30 @@ class WeightAverage:
                                   f"{len(self.shadow)}")
         for a, saved in zip(self.shadow, state):
             a.copy_(saved)
+
+
+class _Pending:
+    """The losses and logs of the steps since the last read, kept as they came (0-d tensors on the
+    device, floats, :class:`helpers.runtime.OnHost`): reading each at once would make the host wait
+    for the device every step."""
+
+    def __init__(self, first: int):
+        self.first = first        # optimizer steps before the first step held
+        self.losses: list = []
+        self.logs: dict[str, list] = {}
+
+    def add(self, loss: torch.Tensor, logs: dict) -> None:
+        self.losses.append(loss)
+        for key, value in logs.items():
+            self.logs.setdefault(key, []).append(value)
+
+    def take(self) -> tuple[list[float], dict[str, list[float]]]:
+        """(losses, {key: values}) as floats, one copy per key; empties the buffer."""
+        losses = host_floats(self.losses)
+        values = {key: host_floats(v) for key, v in self.logs.items()}
+        self.first += len(self.losses)
+        self.losses, self.logs = [], {}
+        return losses, values
 
 
 class _Step(torch.nn.Module):

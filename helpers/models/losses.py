@@ -9,20 +9,28 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..runtime import OnHost, full_fp32
+
 
 def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """MSE + ssim_weight * (1 - SSIM) of images in [-1, 1], in fp32 — the one reconstruction loss
     of every decoder in the project.
-    Logs mse, psnr (dB, as for images in [0, 1]) and each term that is on."""
+    Logs mse, psnr (dB, as for images in [0, 1]) and each term that is on, as detached tensors
+    (the psnr worked out when the logs are read): reading them here would make every training
+    step wait for the device (:func:`helpers.runtime.host_floats`)."""
     recon, x = recon.float(), x.float()
     mse = F.mse_loss(recon, x)
     loss = mse
-    logs = {"mse": mse.item(), "psnr": 10 * math.log10(4.0 / max(mse.item(), 1e-12))}  # range 2 in [-1,1]
+    logs = {"mse": mse.detach(), "psnr": OnHost(mse.detach(), _psnr)}
     if ssim_weight > 0:
         s = ssim((recon + 1) / 2, (x + 1) / 2)
         loss = loss + ssim_weight * (1 - s)
-        logs["ssim"] = s.item()
+        logs["ssim"] = s.detach()
     return loss, logs
+
+
+def _psnr(mse: float) -> float:
+    return 10 * math.log10(4.0 / max(mse, 1e-12))   # range 2 in [-1, 1]
 
 
 # ---- SSIM loss (differentiable, fp32) ---------------------------------------------------------
@@ -51,8 +59,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     reflection-padded image, as torchmetrics computes it (so the loss and the metric agree).
     The separable blur is two (n, n) matrix products: several times faster on CPU than depthwise
     convs (docs/PERFORMANCE.md, "Measurements behind the code").
-    Runs in fp32 even under autocast: E[x^2]-E[x]^2 cancels badly in bf16."""
-    with torch.autocast(x.device.type, enabled=False):
+    Runs in fp32 even under autocast and inside a training step that allows TF32 on CUDA:
+    E[x^2]-E[x]^2 cancels badly in bf16, and TF32 keeps as few mantissa bits as fp16."""
+    with torch.autocast(x.device.type, enabled=False), full_fp32(x.device):
         x, y = x.float(), y.float()
         g = _gaussian_window(window, sigma, x.device)
         mh, mw = _blur_matrix(x.shape[-2], g), _blur_matrix(x.shape[-1], g)

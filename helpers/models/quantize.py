@@ -17,7 +17,11 @@ Tricks on top (all of them keep the codebook fully used, which the report did no
   too few to tell close codes apart or to accumulate a 0.99 moving average.
 
 Every piece of state is a registered buffer, so ``state_dict`` round-trips exactly and a
-resumed run continues where it stopped. Under torch.distributed the EMA statistics are
+resumed run continues where it stopped. A training step reads nothing back from the device on
+most steps (on a GPU each read makes the CPU wait for the step): the host keeps copies of the
+step counter and the k-means flag, and skips the dead-code test while no code can have been
+idle for ``restart_window`` steps yet; loading a state dict drops those copies.
+Under torch.distributed the EMA statistics are
 summed over ranks and the k-means / restart seeds come from rank 0, so all ranks keep the
 same codebook, bit for bit (see ``_all_reduce`` / ``_broadcast``; tests/test_distributed.py).
 Only the ring buffer of recent encoder outputs stays per rank: restart seeds are drawn from
@@ -33,13 +37,15 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime import full_fp32
+
 
 class QuantizerOutput(NamedTuple):
     quantized: torch.Tensor   # (B, D, H, W) codebook vectors, straight-through gradient to z
     codes: torch.Tensor       # (B, H, W) long, index of the nearest code
     loss: torch.Tensor        # scalar, commitment loss beta * ||z - sg(e)||^2 (the codebook learns by EMA)
     perplexity: torch.Tensor  # scalar, exp(entropy) of the code histogram of this batch
-    used: int                 # number of distinct codes in this batch
+    used: torch.Tensor        # scalar long, number of distinct codes in this batch
 
 
 class VectorQuantizer(nn.Module):
@@ -71,6 +77,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("recent", torch.zeros(restart_buffer, dim))   # ring buffer of encoder outputs
         self.register_buffer("recent_count", torch.zeros((), dtype=torch.long))  # vectors ever written to it
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes re-seeded so far (for logs)
+        self._forget_host_copies()
 
     # ---- public API ---------------------------------------------------------------------------
 
@@ -82,16 +89,16 @@ class VectorQuantizer(nn.Module):
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
         """Encoder outputs (B, D, H, W) -> nearest codes (B, H, W); no codebook update."""
         B, D, H, W = z.shape
-        with torch.autocast(z.device.type, enabled=False):
+        with torch.autocast(z.device.type, enabled=False), full_fp32(z.device):
             flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, D)
             return self._nearest(flat).view(B, H, W)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         B, D, H, W = z.shape
         assert D == self.dim, f"expected {self.dim} channels, got {D}"
-        with torch.autocast(z.device.type, enabled=False):
+        with torch.autocast(z.device.type, enabled=False), full_fp32(z.device):
             zf = z.float().permute(0, 2, 3, 1).reshape(-1, D)   # (N, D) fp32, keeps the graph
-            if self.training and not bool(self.initialized):
+            if self.training and not self._is_initialized():
                 self._kmeans_init(zf.detach())
             codes = self._nearest(zf.detach())
             q = F.embedding(codes, self.codebook)                  # a copy: later EMA edits don't touch it
@@ -103,9 +110,24 @@ class VectorQuantizer(nn.Module):
             probs = counts / counts.sum()
             perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
         quantized = q_st.view(B, H, W, D).permute(0, 3, 1, 2).to(z.dtype)
-        return QuantizerOutput(quantized, codes.view(B, H, W), loss, perplexity, int((counts > 0).sum()))
+        return QuantizerOutput(quantized, codes.view(B, H, W), loss, perplexity, (counts > 0).sum())
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _forget_host_copies(self) -> None:
+        """Drop the host's copies of buffers (read again from the device when next needed)."""
+        self._host_initialized: bool | None = None
+        self._host_step: int | None = None
+        self._next_dead_check: int | None = None   # no code can be dead by the window rule before it
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._forget_host_copies()
+
+    def _is_initialized(self) -> bool:
+        if not self._host_initialized:   # read until it is True: then it stays True
+            self._host_initialized = bool(self.initialized)
+        return self._host_initialized
 
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2; ||z||^2 is the same for every code, so skip it.
@@ -126,7 +148,9 @@ class VectorQuantizer(nn.Module):
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
 
         self.step += 1
-        self.last_used[counts > 0] = self.step
+        self._host_step = int(self.step) if self._host_step is None else self._host_step + 1
+        # torch.where, not last_used[counts > 0] = step: a boolean index waits for the device
+        self.last_used.copy_(torch.where(counts > 0, self.step, self.last_used))
         self._remember(zf)
         if self.restart_window > 0:
             self._restart_dead_codes()
@@ -139,18 +163,24 @@ class VectorQuantizer(nn.Module):
             return
         take = min(zf.shape[0], max(size // 8, 1))   # ~8 batches of history
         rows = zf[torch.randperm(zf.shape[0], device=zf.device)[:take]]
-        start = int(self.recent_count) % size
-        idx = (torch.arange(take, device=zf.device) + start) % size
+        idx = (torch.arange(take, device=zf.device) + self.recent_count) % size   # on the device: no wait
         self.recent[idx] = rows
         self.recent_count += take
 
     @torch.no_grad()
     def _restart_dead_codes(self) -> None:
+        if self._next_dead_check is not None and self._host_step < self._next_dead_check:
+            return   # every code was used within the last restart_window steps: none is dead
         dead = (self.step - self.last_used) >= self.restart_window
-        n_dead = int(dead.sum())
-        filled = min(int(self.recent_count), self.recent.shape[0])
-        if n_dead == 0 or filled == 0:
+        n_dead, oldest = torch.stack([dead.sum(), self.last_used.min()]).tolist()   # one read
+        if n_dead == 0:
+            # last_used only grows: no code can be dead before this step
+            self._next_dead_check = oldest + self.restart_window
             return
+        filled = min(int(self.recent_count), self.recent.shape[0])
+        if filled == 0:
+            return
+        self._next_dead_check = None
         pick = torch.randint(filled, (n_dead,), device=self.recent.device)
         seeds = self.recent[pick]
         # A little noise, so two codes re-seeded from the same vector can still split apart.
@@ -186,6 +216,7 @@ class VectorQuantizer(nn.Module):
         self.cluster_size.copy_(counts.clamp_min(1.0))
         self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
+        self._host_initialized = True
 
     # ---- distributed hooks --------------------------------------------------------------------
 

@@ -190,7 +190,8 @@ class VQVAE(Configurable, nn.Module):
         recon, vq = self(x)
         loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight)
         loss = loss + vq.loss
-        logs.update(commit=vq.loss.item(), perplexity=vq.perplexity.item(), used=float(vq.used), loss=loss.item())
+        # detached tensors, read every few steps by the Trainer: no wait for the device per step
+        logs.update(commit=vq.loss.detach(), perplexity=vq.perplexity.detach(), used=vq.used, loss=loss.detach())
         return loss, logs
 
 

@@ -252,9 +252,10 @@ class VQVAE2(Configurable, nn.Module):
         loss, logs = reconstruction_loss(recon, x, ssim_weight=cfg.ssim_weight)
         commit = vq_t.loss + vq_b.loss
         loss = loss + commit
-        logs.update(commit=commit.item(), perplexity_top=vq_t.perplexity.item(),
-                    perplexity_bottom=vq_b.perplexity.item(), used_top=float(vq_t.used),
-                    used_bottom=float(vq_b.used), loss=loss.item())
+        # detached tensors, read every few steps by the Trainer: no wait for the device per step
+        logs.update(commit=commit.detach(), perplexity_top=vq_t.perplexity.detach(),
+                    perplexity_bottom=vq_b.perplexity.detach(), used_top=vq_t.used, used_bottom=vq_b.used,
+                    loss=loss.detach())
         return loss, logs
 
 
