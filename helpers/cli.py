@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-from .runtime import PRECISIONS, pick_device
+from .runtime import PRECISIONS, pick_device, process_device
 from .train import TrainConfig, Trainer
 
 
@@ -26,17 +26,19 @@ def init_distributed() -> torch.device:
     """This process's device; under torchrun (WORLD_SIZE > 1) also join the process group.
 
     torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; the group reads them.
-    nccl with one GPU per process (cuda:LOCAL_RANK) when CUDA is there, gloo on CPU otherwise.
+    nccl with one GPU per process (cuda:LOCAL_RANK) when CUDA is there, gloo on CPU otherwise
+    ($EMOJIVQ_DEVICE=cpu asks for the CPU on a GPU machine; :func:`helpers.runtime.process_device`).
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
         return pick_device()
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = process_device(int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    if device.type == "cuda":
         torch.cuda.set_device(device)   # before the group: nccl binds each rank to its own GPU
         dist.init_process_group("nccl")
         return device
     dist.init_process_group("gloo")
-    return torch.device("cpu")
+    return device
 
 
 # What notebooks 01 and 03 train with (their parameter cells; a test keeps the two in step).

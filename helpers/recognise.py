@@ -43,6 +43,7 @@ import torch
 
 from . import paths
 from .models.classifier import ClassifierConfig, EmojiClassifier, gaussian_blur, hue_free
+from .runtime import fork_rng, pick_device
 from .train import TrainConfig, Trainer
 
 # What a prior conditioned on categories has in place of a sub-category share.
@@ -101,7 +102,8 @@ def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, label: s
     batches, augmentation) from ``config.seed`` alone, not from what ran before it in the
     process: the same classifier whichever priors a notebook fits first."""
     classes, names = ds.classes(label)
-    with torch.random.fork_rng():
+    # the CPU's stream and the training device's: MPS as well as CUDA
+    with fork_rng(torch.device(device) if device is not None else pick_device()):
         torch.manual_seed(config.seed)
         model = EmojiClassifier(ClassifierConfig(num_classes=len(names), image_size=size,
                                                  **(judge.model_config() if judge else {})))

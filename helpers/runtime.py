@@ -282,11 +282,10 @@ def training_backends(device: torch.device | str, deterministic: bool = False):
 def process_device(local_rank: int, local_world: int) -> torch.device:
     """The device of one process of ``local_world`` on this machine under torchrun: ``cuda:<local
     rank>`` (nccl needs a GPU per process), unless $EMOJIVQ_DEVICE names another device type;
-    then, and without CUDA, that device (gloo on the CPU). More processes than GPUs is refused:
-    two nccl ranks cannot share a GPU."""
-    wanted = pick_device()
-    if wanted.type != "cuda":
-        return wanted
+    then, and without CUDA, the CPU (gloo: DDP has no backend for MPS). More processes than GPUs
+    is refused: two nccl ranks cannot share a GPU."""
+    if pick_device().type != "cuda":
+        return torch.device("cpu")
     gpus = torch.cuda.device_count()
     if local_world > gpus:
         raise RuntimeError(f"{local_world} processes on this machine but {gpus} GPU(s): nccl needs one GPU per "

@@ -32,6 +32,7 @@ from .data.split import SPLIT_RULES
 from .metrics import blank_share, cached_features, fid_from_features, fid_statistics, generation_metrics, \
     inception_features
 from .results import save_metrics
+from .runtime import device_of
 from .sampling import draw_labels, sample_images, styled
 from .tensors import mirrored_shifted_copies
 from .train import TrainConfig, Trainer
@@ -285,8 +286,14 @@ class PriorFit:
 
 
 def _condition(cond_fn, top: torch.Tensor) -> torch.Tensor:
+    """The bottom prior's condition map of ``top`` codes: ``cond_fn`` (e.g. ``VQVAE2.top_condition``)
+    runs where its model is, so the codes go there, once; the map stays there (the prior's
+    Trainer takes its data to the device anyway)."""
     if cond_fn is None:
         return top
+    owner = getattr(cond_fn, "__self__", None)   # the model of a bound method
+    if isinstance(owner, torch.nn.Module):
+        top = top.to(device_of(owner))
     with torch.no_grad():
         return torch.cat([cond_fn(top[s:s + 512]) for s in range(0, len(top), 512)])
 

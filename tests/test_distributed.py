@@ -18,7 +18,10 @@ from helpers.checkpoints import build_model, load_checkpoint
 SCRIPT = Path(__file__).with_name("_tiny_train.py")
 # One thread per process: two ranks share the cores, and more threads only wait on each other.
 # PYTHONFAULTHANDLER: a rank that aborts (SIGABRT from C++) prints every thread's Python stack.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+# EMOJIVQ_DEVICE=cpu: two gloo processes on the CPU on any machine (a one-GPU machine has one GPU
+# for two nccl ranks; tests/test_device.py checks how the processes pick their devices).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1",
+       "EMOJIVQ_DEVICE": "cpu"}
 
 
 def torchrun(*args: str, env: dict = ENV, timeout: float = 180) -> subprocess.CompletedProcess:

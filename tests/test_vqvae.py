@@ -10,6 +10,7 @@ from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models import MODEL_REGISTRY
 from helpers.models.losses import ssim
 from helpers.models.vqvae import VQVAE, VQVAE_CONFIGS, VQVAEConfig
+from helpers.runtime import OnHost, host_floats
 
 
 TINY = dict(hidden=32, res_hidden=16, res_blocks=1, num_codes=32, embed_dim=8)
@@ -44,13 +45,17 @@ def test_vqvae_named_configs_build_and_are_registered():
         VQVAE.named("l2")
 
 
-def test_vqvae_training_step_returns_finite_loss_and_float_logs():
+def test_vqvae_training_step_returns_finite_loss_and_logs_read_as_floats():
     torch.manual_seed(0)
     model = VQVAE(VQVAEConfig(ssim_weight=0.5, **TINY)).train()
-    loss, logs = model.training_step((_images(),))
+    loss, raw = model.training_step((_images(),))
     assert loss.ndim == 0 and torch.isfinite(loss)
+    # nothing read back from the device in the step: 0-d tensors, or worked out from one when read
+    assert all(torch.is_tensor(v) and v.ndim == 0 or isinstance(v, OnHost) for v in raw.values())
+    logs = {key: host_floats([value])[0] for key, value in raw.items()}   # as the Trainer reads them
     for key in ("mse", "commit", "perplexity", "used", "psnr", "ssim", "loss"):
         assert isinstance(logs[key], float), key
+    assert logs["psnr"] == 10 * math.log10(4.0 / logs["mse"])
     expected = logs["mse"] + logs["commit"] + 0.5 * (1 - logs["ssim"])
     assert math.isclose(logs["loss"], expected, rel_tol=1e-4)
     loss.backward()

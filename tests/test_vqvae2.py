@@ -7,6 +7,7 @@ import torch
 
 from helpers.checkpoints import build_model, load_checkpoint, save_checkpoint
 from helpers.models.vqvae2 import VQVAE2, VQVAE2_CONFIGS, VQVAE2Config
+from helpers.runtime import host_floats
 
 TINY = VQVAE2Config(hidden=32, res_hidden=16, decoder_hidden=32, res_blocks=1, embed_dim=8,
                     num_codes_top=16, num_codes_bottom=16, restart_window=20)
@@ -72,7 +73,7 @@ def test_vqvae2_codes_decode_and_encode_back_after_brief_training():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert logs["psnr"] > 14
+    assert float(logs["psnr"]) > 14
     model.eval()
     top, bottom = model.encode(x)
     top2, bottom2 = model.encode(model.decode_codes(top, bottom))
@@ -91,7 +92,7 @@ def test_vqvae2_training_step_under_bf16_and_channels_last():
     assert torch.isfinite(loss)
     for key in ("mse", "psnr", "ssim", "commit", "perplexity_top", "perplexity_bottom", "used_top",
                 "used_bottom", "loss"):
-        assert isinstance(logs[key], float), key
+        assert isinstance(host_floats([logs[key]])[0], float), key   # read by the Trainer every few steps
     assert model.quantizer_t.codebook.dtype == torch.float32     # EMA state stays fp32
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads), "some layer gets no gradient"
