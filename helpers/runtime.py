@@ -253,11 +253,14 @@ def fork_rng(device: torch.device | str):
 def training_backends(device: torch.device | str, deterministic: bool = False):
     """What a training run switches on for its device, restored after: on CUDA, TF32 matmuls and
     convolutions and cuDNN's autotuner (``cudnn.benchmark``: the fastest kernel for each shape,
-    timed on first use). With ``deterministic``, instead: deterministic kernels only
-    (``torch.use_deterministic_algorithms``: an op without one raises, naming itself), cuDNN's
-    deterministic convolutions, no autotuner (its pick can differ from run to run) and cuBLAS's
-    fixed workspace; the same GPU then trains the same weights. The CPU needs none of it: its
-    kernels are deterministic for a given thread count, and nothing changes there."""
+    timed on first use). With ``deterministic``, instead: PyTorch's deterministic kernels
+    (``torch.use_deterministic_algorithms``; index_add_, scatter and embedding gradients, cuDNN's
+    deterministic convolutions), no autotuner (its pick can differ from run to run) and cuBLAS's
+    fixed workspace, so that the same GPU trains the same weights. An op that has no deterministic
+    CUDA kernel warns, naming itself, rather than stopping the run: the priors' and classifier's
+    NLL loss sums its forward value in any order, but its gradient does not depend on that sum.
+    The CPU needs none of it: its kernels are deterministic for a given thread count, and nothing
+    changes there."""
     device = torch.device(device)
     if device.type != "cuda":
         yield
@@ -268,7 +271,7 @@ def training_backends(device: torch.device | str, deterministic: bool = False):
         # read by cuBLAS when it makes its handle: set it before the process's first CUDA matmul
         # (or export it) for it to take effect
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     try:

@@ -396,6 +396,7 @@ def test_a_cuda_training_step_allows_tf32_and_the_autotuner_and_deterministic_fo
         assert _tf32_on()
     with runtime.training_backends(cuda, deterministic=True):
         assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert torch.is_deterministic_algorithms_warn_only_enabled()   # an op without a kernel warns
         assert not torch.backends.cudnn.benchmark
     assert (_tf32_on(), torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == before
     with runtime.training_backends("cpu", deterministic=True):   # nothing to switch on a CPU
