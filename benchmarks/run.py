@@ -1,8 +1,11 @@
 """Speed of every model, sampler and the FID network, printed as one JSON object: ``make bench``.
 
-Each training figure puts the project's path (``precision="auto"`` through the one Trainer: bf16
-autocast + channels_last where the CPU has fast bf16, else plain fp32) beside the plain way (fp32,
-contiguous) in the same process, on random data of the real shapes; on a CPU without fast bf16
+Everything runs on ``helpers.runtime.pick_device()`` (CUDA, then MPS, then the CPU;
+``EMOJIVQ_DEVICE`` overrides), which the JSON's ``machine`` names beside the host CPU; on CUDA and
+MPS each timing waits for the device's queue to empty. Each training figure puts the project's
+path (``precision="auto"`` through the one Trainer: bf16 autocast + channels_last where the device
+has fast bf16, else plain fp32) beside the plain way (fp32, contiguous) in the same process, on
+random data of the real shapes; where the device has no fast bf16
 both are the same path, timed once, and ``train_speedup`` is 1. Otherwise ``train_speedup`` =
 fast / plain images per second, each the best of
 ``--repeats`` alternating runs (load on the machine only ever slows a run down; every run's
@@ -37,7 +40,7 @@ from helpers.models.transformer import TransformerPrior, TransformerPriorConfig
 from helpers.models.superres import SuperRes
 from helpers.models.vqvae import VQVAE
 from helpers.models.vqvae2 import VQVAE2
-from helpers.runtime import machine, resolve_precision
+from helpers.runtime import machine, pick_device, resolve_precision, synchronize
 from helpers.sampling import sample_codes, sample_codes_naive
 from helpers.train import TrainConfig, Trainer
 
@@ -88,8 +91,10 @@ def fit_seconds(model, data: tuple, batch: int, precision: str = "auto") -> floa
     """Seconds of one Trainer.fit: one pass over ``data`` at ``batch``."""
     trainer = Trainer(model, data, None, TrainConfig(epochs=1, batch_size=batch, precision=precision,
                                                      warmup_steps=1, progress=False))
+    synchronize(trainer.device)
     start = time.perf_counter()
     trainer.fit()
+    synchronize(trainer.device)
     return time.perf_counter() - start
 
 
@@ -108,7 +113,7 @@ def bench_training(steps: int, repeats: int, only: set[str] | None) -> dict:
         if only and name not in only:
             continue
         data = make_data(batch * steps)
-        paths = {"fast": resolve_precision("auto"), "plain": "fp32"}
+        paths = {"fast": resolve_precision("auto", pick_device()), "plain": "fp32"}
         if paths["fast"] == paths["plain"]:
             del paths["fast"]           # no fast bf16 here: one path, timed once
         runs = {kind: [] for kind in paths}
@@ -129,6 +134,7 @@ def bench_training(steps: int, repeats: int, only: set[str] | None) -> dict:
 
 
 def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
+    device = pick_device()
     vq2 = VQVAE2.named("default")
     prior = dict(num_codes=K, hidden=128, layers=12, num_classes=CLASSES)
     priors = {
@@ -143,7 +149,8 @@ def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
     for name, (model, shape, cond) in priors.items():
         if only and name not in only:
             continue
-        model.eval()
+        model.to(device).eval()
+        cond = None if cond is None else cond.to(device)
         kw = dict(shape=shape, progress=False)
         labels = torch.arange(1000) % CLASSES if getattr(model.config, "num_classes", 0) else None
         start = time.perf_counter()
@@ -205,7 +212,7 @@ def main() -> None:
     p.add_argument("--skip-fid", action="store_true")
     args = p.parse_args()
     only = set(filter(None, args.only.split(","))) or None
-    result = {"machine": {**machine(), "training_precision": resolve_precision("auto"),
+    result = {"machine": {**machine(), "training_precision": resolve_precision("auto", pick_device()),
                           "load_avg_1min": os.getloadavg()[0]},
               "training": bench_training(args.steps, args.repeats, only), "sampling": bench_sampling(args.naive, only)}
     if not args.skip_fid:

@@ -112,6 +112,19 @@ PROFILES = {
                       prior_steps={"pixelcnn": 3300, "gated_pixelcnn": 1680, "transformer": 3300}, vqvae2_steps=3000,
                       prior2_steps=_priors2(3300, 1680), superres_steps=1100, classifier_steps=1400,
                       n_samples=200, eval_limit=200, curve_every=100),
+    # For a GPU: full's chain with longer training where full's learning curves still fall at its
+    # budget (docs/curves/curves/, the notes on "full" above), and evaluations on everything.
+    # - three times full's steps for the priors, the VQ-VAE-2, the 16x16 side model and
+    #   super-resolution: the curves profile measured the 64 px priors and the gated PixelCNN up to
+    #   there and the 32 px PixelCNN and transformer up to 1.5 times, all still falling at the end;
+    #   the autoencoders' curves still rise at full's steps;
+    # - full's steps where the curve is flat: the VQ-VAE (6000) and the classifier (900);
+    # - the whole train set as the FID reference (eval_limit None) and 10,000 samples per prior.
+    # Budgets past the curves' last point are not measured gains: their curves say whether they pay.
+    "large": Profile("large", max_emojis=None, vqvae_steps=6000, latent16_steps=3000,
+                     prior_steps={"pixelcnn": 6600, "gated_pixelcnn": 1680, "transformer": 6600}, vqvae2_steps=9000,
+                     prior2_steps=_priors2(3300, 1680), superres_steps=3300, classifier_steps=900,
+                     n_samples=10_000, eval_limit=None),
 }
 
 

@@ -262,15 +262,20 @@ def protocol_text(metrics: dict | None) -> str:
 
 def machine_text(metrics: dict | None) -> str:
     """Where a metrics file was made, in a few words: CPU (its model, where recorded), its vector
-    instructions, the training precision "auto" took there, threads, commit
+    instructions, the GPU (or MPS) where one did the work, the training precision "auto" took
+    there, threads, commit
     (:func:`helpers.runtime.machine`)."""
     p = (metrics or {}).get("protocol") or {}
     m = p.get("machine")
     if not isinstance(m, dict):
         return "not recorded"
     cpu = f"{m.get('cpu', '?')} {m.get('cpu_capability', '?')}"
+    device = m.get("device", "cpu")
+    on_device = device.split(":")[0] != "cpu"   # trained there: its name and its bf16, not the host's
+    bf16 = m.get("device_bf16") if on_device else m.get("fast_bf16")
     parts = [f"{m['cpu_model']} ({cpu})" if m.get("cpu_model") else cpu,
-             "bf16 training" if m.get("fast_bf16") else "fp32 training (no fast bf16)",
+             *([f"{m.get('device_name') or device} ({device})"] if on_device else []),
+             "bf16 training" if bf16 else "fp32 training (no fast bf16)",
              f"{m.get('threads', '?')} thread{'' if m.get('threads') == 1 else 's'}", f"torch {m.get('torch', '?')}",
              f"commit {m.get('commit') or '?'}"]
     return ", ".join(parts)

@@ -430,3 +430,16 @@ def test_validation_and_the_quantizers_distances_run_in_fp32_inside_a_training_s
     assert ("step", True, True) in seen and ("step", False, False) in seen          # train TF32, val fp32
     assert ("step", False, True) not in seen
     assert {entry[1] for entry in seen if entry[0] == "nearest"} == {False}
+
+
+def test_the_results_say_which_gpu_trained_and_in_which_precision():
+    from helpers import report
+
+    host = {"cpu": "x86_64", "cpu_model": "Some CPU", "cpu_capability": "AVX2", "fast_bf16": False, "threads": 16,
+            "torch": "2.14.1", "commit": "abc1234"}
+    gpu = {**host, "device": "cuda:0", "device_name": "Test GPU", "device_bf16": True}
+    text = report.machine_text({"protocol": {"machine": gpu}})
+    assert "Test GPU (cuda:0)" in text and "bf16 training" in text and "no fast bf16" not in text
+    on_cpu = report.machine_text({"protocol": {"machine": {**host, "device": "cpu", "device_bf16": False}}})
+    assert on_cpu == report.machine_text({"protocol": {"machine": host}})   # as before a device was recorded
+    assert "Some CPU" in on_cpu and "fp32 training (no fast bf16)" in on_cpu

@@ -75,7 +75,7 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
     results.save_metrics("full", "vqvae", {"val_psnr": 24.0}, {"seed": 0})
     protocol = results.load_metrics("full", "vqvae")["protocol"]
     assert set(protocol.pop("machine")) == {"cpu", "cpu_model", "cpu_capability", "fast_bf16", "threads", "torch",
-                                            "commit"}
+                                            "commit", "device", "device_name", "device_bf16"}
     assert protocol == {"seed": 0}
 
 
