@@ -21,7 +21,7 @@ def test_training_benchmark_reports_both_paths_every_run_and_their_ratio():
 
 
 def test_without_fast_bf16_the_one_path_is_timed_once(monkeypatch):
-    monkeypatch.setattr(bench, "resolve_precision", lambda precision: "fp32")
+    monkeypatch.setattr(bench, "resolve_precision", lambda precision, device="cpu": "fp32")
     row = bench.bench_training(steps=2, repeats=2, only={"pixelcnn"})["pixelcnn"]
     assert row["runs_images_per_s"]["fast"] == row["runs_images_per_s"]["plain"]
     assert len(row["runs_images_per_s"]["plain"]) == 2 and row["train_speedup"] == 1.0
