@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-unit test-fast test-notebooks lab bench clean-artifacts
+.PHONY: setup reproduce test test-unit test-fast test-notebooks lab bench device-check offline-bundle clean-artifacts
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ lab: setup
 ## make bench: training, sampling and FID speed as one JSON object (run it on an idle machine)
 bench: setup
 	$(PY) benchmarks/run.py
+
+## make device-check [DATA=data/processed]: on a GPU or MPS machine, the device's tests, the smoke
+## chain from the smoke dataset in DATA, Inception against the CPU and steps/s (benchmarks/device_check.py).
+## Installs and fetches nothing: it runs with .venv's Python if there is one, else $(PYTHON).
+DATA       ?= data/processed
+DEVICE_PY  ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+device-check:
+	$(DEVICE_PY) benchmarks/device_check.py --data $(DATA) --out device_check.json
+
+## make offline-bundle: bundle/ with the project's wheels (all but torch) and the smoke dataset, for
+## the device check on a machine without the network (benchmarks/pack_offline.py; INSTALL.txt inside)
+offline-bundle: setup
+	$(PY) benchmarks/pack_offline.py --out bundle
 
 clean-artifacts:
 	rm -rf artifacts/$(PROFILE)

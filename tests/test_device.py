@@ -443,3 +443,44 @@ def test_the_results_say_which_gpu_trained_and_in_which_precision():
     on_cpu = report.machine_text({"protocol": {"machine": {**host, "device": "cpu", "device_bf16": False}}})
     assert on_cpu == report.machine_text({"protocol": {"machine": host}})   # as before a device was recorded
     assert "Some CPU" in on_cpu and "fp32 training (no fast bf16)" in on_cpu
+
+
+# ---- torchrun: one GPU per process, or the CPU ----------------------------------------------------
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """A machine with one (pretended) CUDA GPU; torch.distributed's start-up recorded, not run."""
+    monkeypatch.delenv("EMOJIVQ_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    seen = {}
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: seen.setdefault("set_device", device))
+    from helpers import cli
+
+    monkeypatch.setattr(cli.dist, "init_process_group", lambda backend: seen.setdefault("backend", backend))
+    return cli, seen
+
+
+def _torchrun_env(monkeypatch, rank: int, world: int) -> None:
+    for key, value in {"WORLD_SIZE": world, "RANK": rank, "LOCAL_RANK": rank, "LOCAL_WORLD_SIZE": world}.items():
+        monkeypatch.setenv(key, str(value))
+
+
+def test_two_processes_on_a_one_gpu_machine_stop_with_what_to_do(one_gpu, monkeypatch):
+    cli, seen = one_gpu
+    _torchrun_env(monkeypatch, 1, 2)
+    with pytest.raises(RuntimeError, match=r"2 processes on this machine but 1 GPU.*--nproc_per_node 1.*EMOJIVQ_DEVICE=cpu"):
+        cli.init_distributed()
+    assert seen == {}   # refused before binding a GPU or joining a group
+
+
+def test_each_process_takes_its_own_gpu_or_the_cpu_when_asked(one_gpu, monkeypatch):
+    cli, seen = one_gpu
+    _torchrun_env(monkeypatch, 0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")   # two machines, one process each
+    assert cli.init_distributed() == torch.device("cuda", 0) and seen == {"set_device": torch.device("cuda", 0),
+                                                                          "backend": "nccl"}
+    seen.clear()
+    _torchrun_env(monkeypatch, 1, 2)
+    monkeypatch.setenv("EMOJIVQ_DEVICE", "cpu")   # what the distributed tests ask for
+    assert cli.init_distributed() == torch.device("cpu") and seen == {"backend": "gloo"}
