@@ -131,6 +131,9 @@ class Trainer:
         self.time_capped = False  # the wall-clock cap ended the run before its steps
         if config.max_steps is None and config.epochs is None:
             raise ValueError("give the run a budget: TrainConfig(max_steps=...) (or epochs=...)")
+        for name, tensors in (("train", self.train_data), ("val", self.val_data or ())):
+            if len({len(t) for t in tensors}) > 1:
+                raise ValueError(f"the {name} tensors must have one length (examples), got {[len(t) for t in tensors]}")
         if config.log_every < 1:
             raise ValueError(f"log_every must be at least 1 step, not {config.log_every}")
 

@@ -416,3 +416,26 @@ def test_a_run_with_a_weight_average_resumes_bit_identical_and_keeps_the_average
     assert resumed.history["val_loss"] == full.history["val_loss"]
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_how_often_the_logs_are_read_changes_neither_history_nor_weights():
+    """Losses stay on the device between reads (every ``log_every`` steps): the epoch means are
+    summed in the same order whatever the interval."""
+    def once(log_every):
+        torch.manual_seed(0)
+        train, val = data()
+        t = Trainer(TinyRegressor(TinyConfig()), train, val, config(log_every=log_every, curve_every=4), None)
+        model = t.run()
+        return model.state_dict(), {k: v for k, v in t.history.items() if k != "train_seconds"}
+
+    (a, history_a), (b, history_b) = once(1), once(50)
+    assert history_a == history_b and len(history_a["curve_step"]) > 3
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    with pytest.raises(ValueError, match="log_every"):
+        Trainer(TinyRegressor(TinyConfig()), *data(), config(log_every=0))
+
+
+def test_train_tensors_of_different_lengths_are_refused():
+    (x, y), val = data()
+    with pytest.raises(ValueError, match=r"train tensors must have one length.*\[200, 199\]"):
+        Trainer(TinyRegressor(TinyConfig()), (x, y[:-1]), val, config())
