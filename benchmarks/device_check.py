@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,27 +91,36 @@ def _part(name: str, fn) -> dict:
     return result
 
 
-def _run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+def _run(cmd: list[str], env: dict, timeout: float) -> str:
+    """Run ``cmd`` in a session of its own (a notebook kernel it starts is stopped with it on a
+    timeout); its stdout, or an error with the end of its output."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise TimeoutError(f"{' '.join(cmd)} did not finish in {timeout:g} s:\n{out[-2000:]}\n{err[-2000:]}") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}\n{err[-3000:]}")
+    return out
 
 
 def check_tests(env: dict) -> dict:
-    proc = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_on_device.py",
-                 "tests/test_device.py"], env, timeout=300)
-    return {"summary": proc.stdout.strip().splitlines()[-1]}
+    out = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_on_device.py",
+                "tests/test_device.py"], env, timeout=300)
+    return {"summary": out.strip().splitlines()[-1]}
 
 
-def check_chain(data: Path, env: dict) -> dict:
+def check_chain(data: Path, env: dict, timeout: float) -> dict:
     if not (data / "smoke" / "dataset.pt").is_file():
         raise FileNotFoundError(f"{data}/smoke/dataset.pt: no smoke dataset there (build it with "
                                 "`python -m helpers.pipeline --profile smoke --only 00` where the network is)")
     with tempfile.TemporaryDirectory() as artifacts:
         chain_env = {**env, "EMOJIVQ_PROCESSED_DIR": str(data), "EMOJIVQ_ARTIFACTS_DIR": artifacts,
                      "EMOJIVQ_PROFILE": "smoke"}
-        _run([sys.executable, "-m", "helpers.pipeline", "--profile", "smoke", "--from", "01"], chain_env, timeout=420)
+        _run([sys.executable, "-m", "helpers.pipeline", "--profile", "smoke", "--from", "01"], chain_env, timeout)
         devices = {}
         for path in sorted((Path(artifacts) / "smoke" / "metrics").glob("*.json")):
             m = json.loads(path.read_text()).get("protocol", {}).get("machine")
@@ -154,7 +164,7 @@ def check_speed(steps: int) -> dict:
         rate = train_rate(make, batch, data, precision)
         rows[name] = {"batch": batch, "steps_per_s": round(rate / batch, 2), "precision": precision,
                       "cpu_reference_steps_per_s": reference.get(name),
-                      "times_the_cpu": round(rate / batch / reference[name], 1) if name in reference else None}
+                      "times_the_cpu": round(rate / batch / reference[name], 2) if name in reference else None}
         print(f"speed {name}: {rows[name]}", file=sys.stderr, flush=True)
     return {"models": rows, "cpu_reference": "docs/PERFORMANCE.md, \"Benchmark on the reference machine\""}
 
@@ -165,6 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--images", type=int, default=256, help="real images for the Inception comparison")
     p.add_argument("--steps", type=int, default=10, help="timed training batches per model")
+    p.add_argument("--chain-timeout", type=float, default=480, help="seconds the smoke chain may take")
     p.add_argument("--skip", action="append", default=[], choices=["tests", "chain", "inception", "speed"],
                    help="leave a part out (repeatable)")
     args = p.parse_args(argv)
@@ -175,7 +186,7 @@ def main(argv=None) -> int:
     result = {"machine": machine(device), "accelerator": device.type != "cpu", "parts": {}}
     if device.type == "cpu":
         print("no GPU or MPS found: the check runs on the CPU, and proves nothing about a GPU", file=sys.stderr)
-    parts = {"tests": lambda: check_tests(env), "chain": lambda: check_chain(args.data.resolve(), env),
+    parts = {"tests": lambda: check_tests(env), "chain": lambda: check_chain(args.data.resolve(), env, args.chain_timeout),
              "inception": lambda: check_inception(args.data.resolve(), args.images),
              "speed": lambda: check_speed(args.steps)}
     start = time.perf_counter()
