@@ -150,7 +150,7 @@ def test_a_prior_the_profile_does_not_train_is_named_as_such_not_as_a_notebook_t
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path)
     ds = ToyDataset()
     # quick trains one prior per size: running 02 again would not make its transformer
-    with pytest.raises(paths.MissingArtifactError, match=r"'quick' does not train transformer.*\(smoke, full, curves\)"):
+    with pytest.raises(paths.MissingArtifactError, match=r"'quick' does not train transformer.*\(smoke, full, curves, large\)"):
         artifacts.load_model("quick", "transformer", ds)
     with pytest.raises(paths.MissingArtifactError, match="'quick-random' does not train pixelcnn_top"):
         artifacts.load_model("quick-random", "pixelcnn_top", ds)
