@@ -400,8 +400,15 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         pending = _Pending(self.step)   # the logs of the steps since the last read
-        bar = self._bar(self._batches(data, train=True), f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})",
+        batches = self._batches(data, train=True)
+        bar = self._bar(batches, f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})",
                         total=self._n_batches(len(data[0]), train=True))
+        if bar is not batches:
+            # A progress bar (tqdm.auto) over a DataLoader started an iterator of its own when it
+            # was built, and that drew one more number: drawn here too, so that a run with a bar
+            # trains the weights it trained with one (the notebooks' results), and one without
+            # the weights it trained without.
+            torch.empty((), dtype=torch.int64).random_()
         try:
             for batch in bar:
                 for group in self.optimizer.param_groups:
