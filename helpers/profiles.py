@@ -117,7 +117,7 @@ PROFILES = {
     # - three times full's steps for the priors, the VQ-VAE-2, the 16x16 side model and
     #   super-resolution: the curves profile measured the 64 px priors and the gated PixelCNN up to
     #   there and the 32 px PixelCNN and transformer up to 1.5 times, all still falling at the end;
-    #   the autoencoders' curves still rise at full's steps;
+    #   the VQ-VAE-2's, the side model's and super-resolution's still rise at full's steps;
     # - full's steps where the curve is flat: the VQ-VAE (6000) and the classifier (900);
     # - the whole train set as the FID reference (eval_limit None) and 10,000 samples per prior.
     # Budgets past the curves' last point are not measured gains: their curves say whether they pay.
