@@ -76,7 +76,7 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
 def _vqvae() -> VQVAE:
     # flips draw from the device's generator, restarts too: a resume must restore it
     return VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8,
-                       restart_window=2, augment_flip=True, augment_shift=2)
+                       restart_window=2, train_flip=True, train_shift=2)
 
 
 def _interrupt_after(epoch: int):
