@@ -18,7 +18,7 @@ writes it to a file too); the exit status is 1 if any part failed:
    docs/PERFORMANCE.md, "Benchmark on the reference machine".
 
 It installs and downloads nothing: the project and its packages must be installed already (the
-README, "Devices", says how to carry them to a machine without the network). On a machine
+README, "On a GPU or a Mac", says how to carry them to a machine without the network). On a machine
 without a GPU or MPS it runs on the CPU and says so.
 """
 
