@@ -378,12 +378,15 @@ def test_tf32_uses_the_current_switches_and_every_one_moves_together(tf32_flags)
 
 def test_cudnn_convolutions_are_fp32_by_default():
     """cuDNN's own default allows TF32 convolutions: encoding, sampling and evaluation outside a
-    training step must not run in another precision than validation and the CPU."""
-    import importlib
+    training step must not run in another precision than validation and the CPU. Importing the
+    project switches TF32 off (checked in a fresh process: the switches are process-wide)."""
+    import subprocess
+    import sys
 
-    runtime._set_tf32(True)
-    importlib.reload(runtime)   # what importing the project does
-    assert not _tf32_on()
+    code = ("import torch; torch.backends.cudnn.conv.fp32_precision = 'tf32'; import helpers.runtime as r; "
+            "print(sorted(set(r.tf32_enabled().values())))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[False]"
 
 
 def test_a_cuda_training_step_allows_tf32_and_the_autotuner_and_deterministic_forbids_it():
