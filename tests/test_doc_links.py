@@ -118,3 +118,13 @@ def test_every_section_the_code_cites_is_in_the_table_of_decisions():
     assert cited                                              # the code does point into the lab book
     absent = sorted(s for s in cited if f'"{s}"' not in evidence)
     assert not absent, f"sections the code cites that the table of decisions does not name: {absent}"
+
+
+def test_the_readme_is_short_and_opens_with_how_it_works():
+    """A reader meets what the project is, one picture and how the method works before anything
+    else; the provenance of the figures lives in docs/results/, so the README stays at 150 lines."""
+    text = (ROOT / "README.md").read_text()
+    sections = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert len(text.splitlines()) <= 150, f"README.md has {len(text.splitlines())} lines (at most 150)"
+    assert sections[:2] == ["How it works", "Commands"], sections
+    assert text.split("## How it works")[0].count("![") == 1, "one picture before How it works"
