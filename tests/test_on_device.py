@@ -19,6 +19,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _tiny_train import synthetic_images
 from helpers import metrics
 from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from helpers.models.vqvae import VQVAE
@@ -64,15 +65,6 @@ def test_fast_sampling_on_the_device_draws_the_naive_samples(method):
     assert same == n if ON_CPU else same >= n - 1, f"{same} of {n} grids identical on {DEVICE}"
 
 
-def _images(n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    images = torch.full((n, 3, 32, 32), 255, dtype=torch.uint8)
-    for i in range(n):
-        x0, y0 = torch.randint(0, 20, (2,), generator=g).tolist()
-        images[i, :, y0:y0 + 10, x0:x0 + 10] = torch.randint(0, 256, (3, 1, 1), generator=g, dtype=torch.uint8)
-    return images
-
-
 def _vqvae() -> VQVAE:
     # flips draw from the device's generator, restarts too: a resume must restore it
     return VQVAE.named("default", hidden=16, res_blocks=1, res_hidden=8, num_codes=16, embed_dim=8,
@@ -87,7 +79,7 @@ def _interrupt_after(epoch: int):
 
 
 def test_a_run_resumed_on_the_device_ends_with_the_uninterrupted_runs_weights(tmp_path):
-    images = _images(72)
+    images = synthetic_images(72)
     train, val = (images[:64],), (images[64:],)
     config = TrainConfig(epochs=4, batch_size=16, lr=2e-3, warmup_steps=2, progress=False, deterministic=True)
 
@@ -110,7 +102,7 @@ def test_a_run_resumed_on_the_device_ends_with_the_uninterrupted_runs_weights(tm
 
 
 def test_deterministic_training_twice_on_the_device_gives_the_same_weights():
-    images = _images(72)
+    images = synthetic_images(72)
 
     def once():
         torch.manual_seed(0)
