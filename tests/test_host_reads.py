@@ -109,3 +109,32 @@ def test_the_trainer_reads_the_logs_every_log_every_steps_not_every_step():
     every_step, every_24 = reads(1), reads(24)
     assert every_step > 48 * 7           # each of the 7 logged keys, every step
     assert every_24 < every_step / 5     # read at 2 points: one copy per key each
+
+
+def _prior_steps():
+    """A training step of each other trained kind: a prior, a classifier, the super-resolution
+    decoder, each with what it trains on."""
+    from helpers.models.classifier import ClassifierConfig, EmojiClassifier
+    from helpers.models.pixelcnn import PixelCNN, PixelCNNConfig
+    from helpers.models.superres import SuperRes, SuperResConfig
+
+    torch.manual_seed(0)
+    codes, labels = torch.randint(0, 16, (4, 8, 8)), torch.randint(0, 3, (4,))
+    prior = PixelCNN(PixelCNNConfig(num_codes=16, hidden=16, layers=2, num_classes=3))
+    classifier = EmojiClassifier(ClassifierConfig(num_classes=3, image_size=32))
+    superres = SuperRes(SuperResConfig())
+    sr_batch = (torch.randint(0, 512, (2, 8, 8)), torch.randint(0, 512, (2, 16, 16)),
+                torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
+                torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8))
+    return {"prior": (prior, (codes, labels)), "classifier": (classifier, (_images(4), labels)),
+            "superres": (superres, sr_batch)}
+
+
+@pytest.mark.parametrize("kind", ["prior", "classifier", "superres"])
+def test_the_other_training_steps_read_nothing_back(kind):
+    """Their logs stay tensors on the device until the Trainer reads them at a log point."""
+    model, batch = _prior_steps()[kind]
+    model.train()
+    with CountReads() as counter:
+        loss, logs = model.training_step(batch)
+    assert counter.reads == 0, f"{kind}: {counter.reads} reads in one step (logs {sorted(logs)})"

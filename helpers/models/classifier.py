@@ -136,7 +136,7 @@ class EmojiClassifier(Configurable, nn.Module):
                 x[blob] = gaussian_blur(x[blob], cfg.blob_sigma * cfg.image_size)
             logits = self._logits(permuted_luma(x) if cfg.hue_free else x).float()
         loss = F.cross_entropy(logits, labels)
-        return loss, {"acc": (logits.argmax(1) == labels).float().mean().item()}
+        return loss, {"acc": (logits.argmax(1) == labels).float().mean().detach()}
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

@@ -105,7 +105,7 @@ class Prior(Configurable, nn.Module):
         # argmax over fp32: faster on CPU than over bf16 (docs/EXPERIMENTS.md, "Performance notes")
         with torch.no_grad():
             acc = (logits.argmax(1) == codes).float().mean()
-        return nll, {"nll": nll.item(), "acc": acc.item()}
+        return nll, {"nll": nll.detach(), "acc": acc.detach()}   # read by the Trainer at its log points
 
     @torch.no_grad()
     def nll_per_image(self, codes, labels=None, cond=None) -> torch.Tensor:

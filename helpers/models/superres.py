@@ -141,7 +141,7 @@ class SuperRes(Configurable, nn.Module):
         target = to_model_input(images)
         out = self(*codes)
         loss, logs = reconstruction_loss(out, target, ssim_weight=self.config.ssim_weight)
-        logs["loss"] = loss.item()
+        logs["loss"] = loss.detach()
         return loss, logs
 
 
