@@ -275,7 +275,7 @@ def training_backends(device: torch.device | str, deterministic: bool = False):
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     try:
-        with tf32(device.type == "cuda"):
+        with tf32(True):
             yield
     finally:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]

@@ -425,9 +425,7 @@ def train_judges(ds, *, profile, size: int, config: recognise.JudgeConfig = reco
     """Step 4 of a prior stage: what the samples are judged by, trained (or resumed, or loaded) on
     the real ``size`` px images: the category GAN-test's classifier and the hue-free sub-category
     judge, with their references (:class:`recognise.Judges`)."""
-    # the category GAN-test's classifier and the hue-free sub-category judge, with their references
-    judges = recognise.Judges.fit(ds, size, profile, config)
-    return judges
+    return recognise.Judges.fit(ds, size, profile, config)
 
 
 def describe_judges(judges: recognise.Judges, profile, config: recognise.JudgeConfig = recognise.JudgeConfig()):
