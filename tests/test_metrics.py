@@ -347,3 +347,22 @@ def test_per_vendor_scores_each_vendors_rows_only():
     assert [r["vendor"] for r in rows] == ["a", "b", "c"] and [r["images"] for r in rows] == [3, 2, 1]
     assert rows[0]["psnr"] > 60 and rows[1]["psnr"] == pytest.approx(0.0, abs=1e-6)
 
+
+
+def test_the_real_density_radii_are_computed_once_per_real_set(monkeypatch):
+    """Several fake sets against one real set (a prior stage's floor and priors): the real
+    features' k-NN radii are kept in its stats dict, and every figure is what it is without."""
+    from helpers.metrics import generation
+
+    g = torch.Generator().manual_seed(0)
+    real, fakes = torch.randn(60, 64, generator=g), [torch.randn(40, 64, generator=g) + s for s in (0, 1)]
+    alone = [metrics.generation_metrics(f, real) for f in fakes]
+    calls = []
+    original = generation.real_radii
+    monkeypatch.setattr(generation, "real_radii", lambda *a, **k: calls.append(1) or original(*a, **k))
+    stats = metrics.fid_statistics(real)
+    kept = [metrics.generation_metrics(f, real, real_stats=stats) for f in fakes]
+    assert len(calls) == 1 and "density_radii" in stats
+    for a, k in zip(alone, kept):
+        assert (a["density"], a["coverage"]) == (k["density"], k["coverage"])
+        assert k["fid"] == pytest.approx(a["fid"])

@@ -98,22 +98,32 @@ def precision_recall_from_features(fake: torch.Tensor, real: torch.Tensor, neigh
     return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
 
 
+def real_radii(real: torch.Tensor, neighborhood: int = 5, batch_size: int = 1024) -> torch.Tensor:
+    """Each real feature's distance to its ``neighborhood``-th nearest other real feature (float32,
+    CPU): the balls of :func:`density_coverage_from_features`, the same for every fake set compared
+    with one real set."""
+    if len(real) <= neighborhood:
+        raise ValueError(f"density needs more than {neighborhood} real features, got {len(real)}")
+    real = real.float().cpu()
+    return torch.cat([torch.cdist(real[i:i + batch_size], real).kthvalue(neighborhood + 1, dim=1).values
+                      for i in range(0, len(real), batch_size)])          # + 1: a real is its own nearest
+
+
 def density_coverage_from_features(fake: torch.Tensor, real: torch.Tensor, neighborhood: int = 5,
-                                   batch_size: int = 1024) -> tuple[float, float]:
+                                   batch_size: int = 1024, radii: torch.Tensor | None = None) -> tuple[float, float]:
     """(density, coverage) of Naeem et al. 2020 ("Reliable Fidelity and Diversity Metrics for
     Generative Models"), as their prdc code computes them, with their k = 5. Each real feature
     gets a ball out to its k-th nearest other real feature. **Density**: how many real balls a
     fake lies in, averaged over the fakes and divided by k: about 1 for fakes distributed like the
     reals, above 1 where fakes crowd into dense real regions, and unlike precision not fooled by a
     few real outliers with huge balls. **Coverage**: the share of real balls that hold at least
-    one fake (diversity where the reals are). float32, in row batches of ``batch_size``."""
-    if len(real) <= neighborhood:
-        raise ValueError(f"density needs more than {neighborhood} real features, got {len(real)}")
+    one fake (diversity where the reals are). float32, in row batches of ``batch_size``.
+    ``radii``: :func:`real_radii` of ``real``, when the caller keeps them for several fake sets."""
     if len(fake) == 0:
         raise ValueError("no fake features")
+    if radii is None:
+        radii = real_radii(real, neighborhood, batch_size)
     real, fake = real.float().cpu(), fake.float().cpu()
-    radii = torch.cat([torch.cdist(real[i:i + batch_size], real).kthvalue(neighborhood + 1, dim=1).values
-                       for i in range(0, len(real), batch_size)])          # + 1: a real is its own nearest
     inside, nearest = 0, torch.full((len(real),), float("inf"))
     for i in range(0, len(fake), batch_size):
         d = torch.cdist(fake[i:i + batch_size], real)
@@ -131,7 +141,8 @@ def generation_metrics(fake: torch.Tensor, real, *, real_stats: dict | None = No
     ``real``: features (N, 2048) — e.g. from :func:`cached_features` — or a stats dict from
         :func:`fid_statistics`, in which case only FID can be computed (the rest are None).
     ``real_stats``: ``fid_statistics(real)``, computed once by the caller when several image
-        sets are compared with the same real set (it caches its matrix root inside).
+        sets are compared with the same real set (it caches its matrix root inside, and the real
+        features' density radii).
     The fakes go through the network once; every metric is computed from those features.
     """
     fake_features = (inception_features(fake, **feature_kwargs)
@@ -142,6 +153,11 @@ def generation_metrics(fake: torch.Tensor, real, *, real_stats: dict | None = No
     if not isinstance(real, dict):
         out["kid"], out["kid_std"] = kid_from_features(fake_features, real, kid_subset_size, kid_subsets, seed)
         out["precision"], out["recall"] = precision_recall_from_features(fake_features, real)
-        out["density"], out["coverage"] = density_coverage_from_features(fake_features, real)
+        radii = None
+        if real_stats is not None:   # kept beside the matrix root, for the next set against this real one
+            if "density_radii" not in real_stats:
+                real_stats["density_radii"] = real_radii(real)
+            radii = real_stats["density_radii"]
+        out["density"], out["coverage"] = density_coverage_from_features(fake_features, real, radii=radii)
         out["n_real"] = len(real)
     return out
