@@ -29,12 +29,20 @@ class StaleArtifactError(RuntimeError):
 
 @dataclass(frozen=True)
 class SamplingSetting:
-    """How codes are drawn from a prior: a temperature, an optional top-k and a classifier-free
-    guidance weight (1: the prior as trained; see helpers/sampling.py)."""
+    """How codes are drawn from a prior: a temperature, an optional top-k, a classifier-free
+    guidance weight (1: the prior as trained; see helpers/sampling.py) and ``candidates``, the
+    images drawn per kept sample (rejection sampling: the one a colour classifier of the prior's
+    labels is surest of for its label is kept, an acceptance rate of 1 / candidates; 1: no
+    rejection)."""
 
     temperature: float = 1.0
     top_k: int | None = None
     guidance: float = 1.0
+    candidates: int = 1
+
+    def __post_init__(self):
+        if self.candidates < 1:
+            raise ValueError(f"candidates is the images drawn per kept sample: at least 1, not {self.candidates}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +54,8 @@ class SamplingSetting:
 
     def __str__(self) -> str:
         top_k = "" if self.top_k is None else f", top-k {self.top_k}"
-        return f"T {self.temperature:g}{top_k}, guidance {self.guidance:g}"
+        best = "" if self.candidates == 1 else f", best of {self.candidates}"
+        return f"T {self.temperature:g}{top_k}, guidance {self.guidance:g}{best}"
 
 
 def _load(path: Path, kind: str, producer: str) -> dict:

@@ -88,7 +88,8 @@ PROFILES = {
     # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
     # - PixelCNN and transformer 2200: both still gain beyond it; 2200 is what fits the chain.
     # - no gated PixelCNN: behind the PixelCNN at equal steps, at half its speed; its minutes pay
-    #   for the hue-free judges (02 trains it where PRIORS names it and a profile gives it steps).
+    #   for the hue-free judges and the rejectors (02 trains it where PRIORS names it and a profile
+    #   gives it steps).
     # - VQ-VAE-2 3000: still rising: bound by the chain, not by a flat curve.
     # - PixelSNAIL 1100 per level: three times the steps is the largest lever measured on the 64 px
     #   samples, and more training than the chain has room for (docs/EXPERIMENTS.md, "The 64 px

@@ -32,12 +32,16 @@ Every measure is placed between the two (:func:`placed`: 0 is a blob, 1 is an un
 
 Fidelity sits beside them in the metrics files (precision, density and coverage of the samples
 against train, and of the real val images as their floor; :mod:`helpers.metrics.generation`).
-The judges measure; nothing here chooses settings or rejects samples.
+The judges measure; they never choose settings or reject samples. That is the work of a third
+classifier, **the rejector** (:func:`fit_rejector`): in colour, of the priors' own labels, from a
+seed and a checkpoint of its own. Settings are chosen with its sureness beside the val FID
+(:func:`helpers.stages.pick_setting`), and rejection sampling keeps the candidate it is surest of
+(:func:`helpers.sampling.best_of`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -94,11 +98,16 @@ def checkpoint_name(size: int, label: str = "category", judge: bool = False) -> 
     return f"classifier{size}" if label == "category" else f"classifier{size}_{label}"
 
 
+def rejector_name(size: int, label: str) -> str:
+    """``rejector32_subcategory``, ...: the checkpoint of :func:`fit_rejector`."""
+    return f"rejector{size}_{label}"
+
+
 def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, label: str = "category",
-                   judge: JudgeConfig | None = None, device=None) -> EmojiClassifier:
+                   judge: JudgeConfig | None = None, device=None, name: str | None = None) -> EmojiClassifier:
     """Train (or resume, or load) the classifier of the ``label`` ("category" or "subcategory") of
     ``size`` px images of dataset ``ds`` (with ``judge``, the hue-free kind its settings make):
-    ``artifacts/<profile>/<checkpoint_name>.pt``. It draws its random numbers (first weights,
+    ``artifacts/<profile>/<checkpoint_name>.pt`` (or ``<name>.pt``). It draws its random numbers (first weights,
     batches, augmentation) from ``config.seed`` alone, not from what ran before it in the
     process: the same classifier whichever priors a notebook fits first."""
     classes, names = ds.classes(label)
@@ -110,9 +119,28 @@ def fit_classifier(ds, size: int, profile: str, config: TrainConfig, *, label: s
         train = (ds.images(size, "train"), classes[ds.rows("train")])
         val = (ds.images(size, "val"), classes[ds.rows("val")])
         trainer = Trainer(model, train, val, config,
-                          paths.checkpoint_path(profile, checkpoint_name(size, label, judge is not None)),
+                          paths.checkpoint_path(profile, name or checkpoint_name(size, label, judge is not None)),
                           data_fingerprint=ds.fingerprint, extra={"image_size": size, "label": label}, device=device)
         return trainer.run()
+
+
+def fit_rejector(ds, size: int, profile, label: str, config: JudgeConfig = JudgeConfig(),
+                 device=None) -> EmojiClassifier:
+    """The classifier that rejection sampling keeps candidates by (:func:`helpers.sampling.best_of`)
+    and that settings are chosen with: in colour, of the priors' ``label`` at ``size`` px, trained
+    like the others but from a seed of its own (``profile.seed + 1``) into a checkpoint of its own,
+    so that it is never the GAN-test's classifier and never the judge: what one model picked,
+    another scores."""
+    train = replace(config.train_config(profile), seed=profile.seed + 1)
+    return fit_classifier(ds, size, profile.name, train, label=label, device=device,
+                          name=rejector_name(size, label))
+
+
+def label_probability(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean probability ``model`` gives each image's label (a class, or (n, 2) class and
+    style): how sure the rejection classifier is of a sample set."""
+    classes = (labels[:, 0] if labels.ndim == 2 else labels).long().cpu().view(-1, 1)
+    return float(model.probabilities(images).float().cpu().gather(1, classes).mean())
 
 
 def accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:

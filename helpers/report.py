@@ -51,10 +51,12 @@ class Row:
 
 # What each prior's samples are judged by beside FID (helpers/recognise.py, helpers/metrics): the
 # category GAN-test, which colour and silhouette pass; the hue-free judge's sub-category share and
-# sureness (0: a blob, 1: an unseen real emoji); precision and density against train.
+# sureness (0: a blob, 1: an unseen real emoji); precision and density against train, and recall
+# and coverage, the diversity that rejection (a share of the candidates accepted) may cost.
 JUDGED = {"recognisable_share": "category GAN-test share (passable by colour)",
           "subcategory_share": "sub-category share (hue-free judge)",
-          "sureness": "sureness (hue-free judge)", "precision": "precision", "density": "density"}
+          "sureness": "sureness (hue-free judge)", "precision": "precision", "density": "density",
+          "recall": "recall", "coverage": "coverage", "acceptance_rate": "samples kept per candidate drawn"}
 
 
 def _judged(model: str, stage: str, priors: dict[str, str]) -> list[Row]:
@@ -78,7 +80,9 @@ def _references(model: str, stage: str, first_prior: str) -> list[Row]:
             Row(model, "hue-free judge: mean top probability on blobs (sureness 0)", stage,
                 "blobs.judge_top_probability", kind="share"),
             Row(model, "precision of real val images (floor)", stage, "real_val.precision"),
-            Row(model, "density of real val images (floor)", stage, "real_val.density")]
+            Row(model, "density of real val images (floor)", stage, "real_val.density"),
+            Row(model, "recall of real val images (reference)", stage, "real_val.recall"),
+            Row(model, "coverage of real val images (reference)", stage, "real_val.coverage")]
 
 
 # Every report number (and ours beside it where the report has none: train, baselines, floors).
@@ -169,7 +173,10 @@ a sub-category, placed so; only priors conditioned on sub-categories have one ("
 for priors conditioned on categories). **Sureness**: its mean top probability on the samples,
 placed so, for every prior. **Precision** (Kynkaanniemi et al. 2019, k = 3) and **density**
 (Naeem et al. 2020, k = 5) of the samples against the train images' Inception features, beside
-those of the real val images.
+those of the real val images, and **recall** and **coverage**, what share of the train images'
+variety the samples reach. A setting may keep the best of k candidates by a separate colour
+classifier of the priors' labels (rejection sampling; never the judge): **samples kept per
+candidate drawn** is 1 / k.
 
 The report's VQ-VAE table swapped its PSNR and SSIM labels (29.24 under "SSIM", 0.954 under
 "PSNR"); since SSIM cannot exceed 1, the corrected reading is **PSNR 29.24 dB, SSIM 0.954**,

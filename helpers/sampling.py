@@ -331,16 +331,43 @@ def draw_labels(categories: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 def sample_images(prior, vqvae, n: int, *, setting: SamplingSetting = SamplingSetting(), labels=None,
                   seed: int = 0, shape=(8, 8), cond_fn: Callable | None = None,
-                  progress: bool = True) -> torch.Tensor:
+                  progress: bool = True, rejector=None) -> torch.Tensor:
     """``n`` uint8 images: codes drawn from ``prior`` with ``setting`` (seeded), decoded by ``vqvae``.
 
     ``prior`` may be a (top, bottom) pair with a VQ-VAE-2: then the codes are drawn level by
     level (:func:`sample_hierarchical`; ``cond_fn`` as there) and ``shape`` is ignored.
+    With ``setting.candidates`` k > 1, k rounds of ``n`` images are drawn from one seeded stream
+    (the first round is what k = 1 draws) and :func:`best_of` keeps, per sample, the round's image
+    that ``rejector`` (a classifier of the prior's labels) gives the highest probability of its label.
     """
+    if setting.candidates > 1 and (rejector is None or labels is None):
+        raise ValueError(f"{setting} keeps the best of {setting.candidates} candidates by a classifier of the "
+                         "labels they were drawn for: give labels and a rejector (stages.train_rejector)")
     generator = torch.Generator().manual_seed(seed)
     drawing = dict(labels=labels, temperature=setting.temperature, top_k=setting.top_k,
                    guidance=setting.guidance, generator=generator, progress=progress)
-    if isinstance(prior, (tuple, list)):
-        top, bottom = prior
-        return sample_hierarchical(top, bottom, n, cond_fn=cond_fn, vqvae2=vqvae, **drawing).images
-    return decode(vqvae, sample_codes(prior, n, shape, **drawing))
+
+    def one_round() -> torch.Tensor:
+        if isinstance(prior, (tuple, list)):
+            top, bottom = prior
+            return sample_hierarchical(top, bottom, n, cond_fn=cond_fn, vqvae2=vqvae, **drawing).images
+        return decode(vqvae, sample_codes(prior, n, shape, **drawing))
+
+    images = one_round()
+    if setting.candidates == 1:
+        return images
+    return best_of([images] + [one_round() for _ in range(setting.candidates - 1)], labels, rejector)
+
+
+@torch.no_grad()
+def best_of(candidates: list[torch.Tensor], labels, rejector) -> torch.Tensor:
+    """Rejection at sampling time (VQ-VAE-2, Razavi et al. 2019; taming transformers): of k
+    candidate sets of the same n samples (each (n, C, H, W) uint8, sample i drawn for ``labels[i]``:
+    a class, or (n, 2) class and style), the candidate of each sample to which ``rejector``
+    (``.probabilities(images)``: (n, classes)) gives the highest probability of its class; ties keep
+    the earlier candidate."""
+    n = len(candidates[0])
+    classes = torch.as_tensor(labels).long().cpu()
+    classes = (classes[:, 0] if classes.ndim == 2 else classes.expand(n)).view(n, 1)
+    sure = torch.stack([rejector.probabilities(c).float().cpu().gather(1, classes)[:, 0] for c in candidates])
+    return torch.stack(candidates)[sure.argmax(0), torch.arange(n)]

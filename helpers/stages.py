@@ -4,8 +4,9 @@
   its reconstructions and codebook use, and encode every image and the train images' mirrored
   and shifted copies once into :class:`~helpers.artifacts.CodeGrids`.
 * The prior stage (02, 04), one step per notebook section: :func:`train_priors` trains one or
-  more prior families on those code grids, :func:`choose_settings` chooses each family's sampling
-  setting on val, :func:`draw_samples` draws its FID samples and saves them as
+  more prior families on those code grids, :func:`train_rejector` the colour classifier of their
+  labels, :func:`choose_settings` chooses each family's sampling setting on val (FID with that
+  classifier's sureness; a setting may keep the best of several candidates by it), :func:`draw_samples` draws its FID samples and saves them as
   :class:`~helpers.artifacts.SampleSet`, :func:`train_judges` trains what they are judged by,
   :func:`score_samples` scores the samples (FID / KID / precision and recall against the train
   images, the GAN-test) and :func:`save_scores` writes the metrics file.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -270,6 +271,7 @@ class PriorFit:
     grids: CodeGrids
     scored: list[dict] = field(default_factory=list)
     setting: SamplingSetting = SamplingSetting()
+    rejector: torch.nn.Module | None = None   # the classifier of its labels that settings and rejection use
     samples: SampleSet | None = None
     metrics: dict = field(default_factory=dict)
 
@@ -280,9 +282,13 @@ class PriorFit:
         return p[0] if len(p) == 1 else p
 
     def sample(self, n: int, *, labels=None, seed: int, setting: SamplingSetting | None = None) -> torch.Tensor:
-        """``n`` uint8 images drawn with the chosen setting (or ``setting``)."""
-        return sample_images(self.prior, self.autoencoder, n, setting=setting or self.setting, labels=labels,
-                             seed=seed, cond_fn=self.family.cond_fn, progress=False)
+        """``n`` uint8 images drawn with the chosen setting (or ``setting``); without ``labels``
+        nothing is rejected (there is no label to be sure of)."""
+        setting = setting or self.setting
+        if labels is None:
+            setting = replace(setting, candidates=1)
+        return sample_images(self.prior, self.autoencoder, n, setting=setting, labels=labels, seed=seed,
+                             cond_fn=self.family.cond_fn, progress=False, rejector=self.rejector)
 
 
 def _condition(cond_fn, top: torch.Tensor) -> torch.Tensor:
@@ -318,6 +324,11 @@ class PriorEvaluation:
     # a setting whose val samples are nearly blank this often or more is not chosen: a low
     # temperature piles probability onto the background code, and FID alone can prefer it
     max_blank: float = 0.05
+    # settings whose val FIDs lie within this share of the lowest count as tied on FID, and the
+    # one the rejection classifier is surest of is chosen among them: FID alone is blind to whether
+    # a sample looks like its label. A tie band, not a measured figure: a few settings' FIDs on a
+    # twentieth of the samples are close to their seed-to-seed spread
+    fid_tie: float = 0.05
     # seeds of the categories and codes drawn in the settings search and of the FID samples (the
     # sample set keeps those, so no later notebook re-draws them): two seeds, two sets of draws
     choose_seed: int = 1
@@ -338,31 +349,41 @@ class PriorEvaluation:
 
 
 def score_settings(prior, autoencoder, settings: Sequence[SamplingSetting], real_features: torch.Tensor, *, n: int,
-                   labels, seed: int = 0, cond_fn=None) -> list[dict]:
+                   labels, seed: int = 0, cond_fn=None, rejector=None) -> list[dict]:
     """FID of ``n`` samples per setting against ``real_features`` (the val set: settings are chosen
-    on val, never on the train set the final FID uses), and the share of nearly blank samples
-    (:func:`helpers.metrics.blank_share`) beside it."""
+    on val, never on the train set the final FID uses), the share of nearly blank samples
+    (:func:`helpers.metrics.blank_share`) beside it and, with a ``rejector`` (the colour classifier
+    of the labels, :func:`helpers.recognise.fit_rejector`), its ``rejector_sureness``: the mean
+    probability it gives the labels the samples were drawn for."""
     rows = []
     for setting in settings:
         images = sample_images(prior, autoencoder, n, setting=setting, labels=labels, seed=seed, progress=False,
-                               cond_fn=cond_fn)
+                               cond_fn=cond_fn, rejector=rejector)
         rows.append({**setting.as_dict(), "val_fid": fid_from_features(inception_features(images, progress=False),
                                                                        real_features),
-                     "blank_share": blank_share(images)})
+                     "blank_share": blank_share(images),
+                     **({} if rejector is None else
+                        {"rejector_sureness": recognise.label_probability(rejector, images, labels)})})
     return rows
 
 
-def pick_setting(rows: list[dict], max_blank: float = PriorEvaluation.max_blank) -> dict:
-    """The row of :func:`score_settings` with the lowest val FID among those whose samples are
-    nearly blank less often than ``max_blank``; when none is, the one with the fewest blank samples
-    (FID breaks ties). A low temperature piles probability onto the background code, and FID alone
-    can prefer a setting whose samples are often empty (docs/EXPERIMENTS.md, "The priors")."""
+def pick_setting(rows: list[dict], max_blank: float = PriorEvaluation.max_blank,
+                 fid_tie: float = PriorEvaluation.fid_tie) -> dict:
+    """The row of :func:`score_settings` chosen by val FID together with the rejection classifier's
+    sureness: among the rows whose samples are nearly blank less often than ``max_blank``, those
+    within ``fid_tie`` (a share) of the lowest val FID, and of them the one with the highest
+    ``rejector_sureness`` (rows without it: the lowest FID). When every row is that often blank,
+    the one with the fewest blank samples (FID breaks ties). A low temperature piles probability
+    onto the background code, and FID alone can prefer a setting whose samples are often empty
+    (docs/EXPERIMENTS.md, "The priors")."""
     if not rows:
         raise ValueError("pick_setting needs at least one scored setting")
     kept = [r for r in rows if r["blank_share"] < max_blank]
-    if kept:
-        return min(kept, key=lambda r: r["val_fid"])
-    return min(rows, key=lambda r: (r["blank_share"], r["val_fid"]))
+    if not kept:
+        return min(rows, key=lambda r: (r["blank_share"], r["val_fid"]))
+    lowest = min(r["val_fid"] for r in kept)
+    tied = [r for r in kept if r["val_fid"] <= lowest * (1 + fid_tie)]
+    return min(tied, key=lambda r: (-r.get("rejector_sureness", 0.0), r["val_fid"]))
 
 
 def train_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder: torch.nn.Module, ds, *,
@@ -390,9 +411,24 @@ def train_priors(families: Sequence[PriorFamily], grids: CodeGrids, autoencoder:
     return fits
 
 
+def train_rejector(fits: dict[str, PriorFit], ds, *, profile, size: int,
+                   config: recognise.JudgeConfig = recognise.JudgeConfig()):
+    """Step 2 of a prior stage: the rejection classifier of the
+    priors' labels at ``size`` px (:func:`recognise.fit_rejector`; trained, resumed or loaded),
+    given to every family (``fit.rejector``): :func:`choose_settings` weighs its sureness beside
+    the val FID, and a setting with ``candidates`` > 1 keeps the candidate it is surest of."""
+    labels = {fit.grids.label for fit in fits.values()}
+    if len(labels) != 1:
+        raise ValueError(f"the families of one stage are conditioned alike, not on {sorted(labels)}")
+    rejector = recognise.fit_rejector(ds, size, profile, labels.pop(), config)
+    for fit in fits.values():
+        fit.rejector = rejector
+    return rejector
+
+
 def choose_settings(fits: dict[str, PriorFit], ds, *, profile, size: int,
                     evaluation: PriorEvaluation = PriorEvaluation()) -> None:
-    """Step 2 of a prior stage: score every setting of ``evaluation.settings`` by the FID of a few samples
+    """Step 3 of a prior stage: score every setting of ``evaluation.settings`` by the FID of a few samples
     against the real val images at ``size`` px (:func:`score_settings`; categories drawn as in train) and
     give each family the one :func:`pick_setting` picks (``fit.scored``, ``fit.setting``)."""
     _, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
@@ -400,14 +436,14 @@ def choose_settings(fits: dict[str, PriorFit], ds, *, profile, size: int,
     for fit in fits.values():
         train_labels = fit.grids.labels(fit.grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
         fit.scored = score_settings(fit.prior, fit.autoencoder, evaluation.settings, real_val, n=n_choose,
-                                    seed=evaluation.choose_seed, cond_fn=fit.family.cond_fn,
+                                    seed=evaluation.choose_seed, cond_fn=fit.family.cond_fn, rejector=fit.rejector,
                                     labels=draw_labels(train_labels, n_choose, seed=evaluation.choose_seed))
-        fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, evaluation.max_blank))
+        fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, evaluation.max_blank, evaluation.fid_tie))
 
 
 def draw_samples(fits: dict[str, PriorFit], ds, *, profile, size: int, producer: str,
                  evaluation: PriorEvaluation = PriorEvaluation()) -> None:
-    """Step 3 of a prior stage: draw ``profile.n_samples`` images per family with its chosen setting
+    """Step 4 of a prior stage: draw ``profile.n_samples`` images per family with its chosen setting
     (categories drawn as in the train set, seeded by ``evaluation.fid_seed``) and save them as
     ``samples_<family>_<size>px.pt`` (``fit.samples``), which :func:`score_samples` and 06 read."""
     for name, fit in fits.items():
@@ -422,22 +458,29 @@ def draw_samples(fits: dict[str, PriorFit], ds, *, profile, size: int, producer:
 
 
 def train_judges(ds, *, profile, size: int, config: recognise.JudgeConfig = recognise.JudgeConfig()):
-    """Step 4 of a prior stage: what the samples are judged by, trained (or resumed, or loaded) on
+    """Step 5 of a prior stage: what the samples are judged by, trained (or resumed, or loaded) on
     the real ``size`` px images: the category GAN-test's classifier and the hue-free sub-category
     judge, with their references (:class:`recognise.Judges`)."""
     return recognise.Judges.fit(ds, size, profile, config)
 
 
-def describe_judges(judges: recognise.Judges, profile, config: recognise.JudgeConfig = recognise.JudgeConfig()):
-    """:func:`describe_runs` of the two classifiers of :func:`train_judges`."""
+def describe_judges(judges: recognise.Judges, profile, fits: dict[str, PriorFit] | None = None,
+                    config: recognise.JudgeConfig = recognise.JudgeConfig()):
+    """:func:`describe_runs` of the two classifiers of :func:`train_judges` and of the rejector that
+    :func:`train_rejector` gave ``fits`` (trained from the next seed)."""
     size, train = judges.classifier.config.image_size, config.train_config(profile)
-    return describe_runs({recognise.checkpoint_name(size): (judges.classifier, train),
-                          recognise.checkpoint_name(size, "subcategory", judge=True): (judges.judge.model, train)})
+    runs = {recognise.checkpoint_name(size): (judges.classifier, train),
+            recognise.checkpoint_name(size, "subcategory", judge=True): (judges.judge.model, train)}
+    first = next(iter((fits or {}).values()), None)
+    if first is not None and first.rejector is not None:
+        runs[recognise.rejector_name(size, first.grids.label)] = (first.rejector,
+                                                                  replace(train, seed=profile.seed + 1))
+    return describe_runs(runs)
 
 
 def score_samples(fits: dict[str, PriorFit], judges: recognise.Judges, ds, *, profile, size: int,
                   evaluation: PriorEvaluation = PriorEvaluation()) -> dict:
-    """Step 5 of a prior stage: score each family's samples against the train images (FID / KID /
+    """Step 6 of a prior stage: score each family's samples against the train images (FID / KID /
     precision and recall) beside ``fid_floor`` (real val images) and ``fid_recon`` (the autoencoder's val
     reconstructions), and by ``judges`` (:func:`train_judges`). Returns the metrics as
     :func:`save_scores` writes them: the floors, one dict per family (``fit.metrics``) and the
@@ -458,7 +501,10 @@ def score_samples(fits: dict[str, PriorFit], judges: recognise.Judges, ds, *, pr
         fit.metrics = {**_training_metrics(grids, fit.trainers),
                        **generation_metrics(fake_features, real_train, real_stats=train_stats),
                        **_recognised(judges, grids, fakes, labels),
-                       "n_samples": profile.n_samples, "sampling": fit.setting.as_dict()}
+                       **({} if fit.rejector is None else
+                          {"rejector_sureness": recognise.label_probability(fit.rejector, fakes, labels)}),
+                       "n_samples": profile.n_samples, "sampling": fit.setting.as_dict(),
+                       "acceptance_rate": 1 / fit.setting.candidates}
         metrics[name] = fit.metrics
     extra = {"val_nll": "nats per code, both levels weighted by their code counts"} \
         if any(len(f.family.builders) > 1 for f in fits.values()) else {}
@@ -469,7 +515,7 @@ def score_samples(fits: dict[str, PriorFit], judges: recognise.Judges, ds, *, pr
 
 
 def save_scores(metrics: dict, profile, stage: str):
-    """Step 6 of a prior stage: write what :func:`score_samples` returned as ``metrics/<stage>.json``."""
+    """Step 7 of a prior stage: write what :func:`score_samples` returned as ``metrics/<stage>.json``."""
     values = {k: v for k, v in metrics.items() if k != "protocol"}
     return save_metrics(profile.name, stage, values, metrics["protocol"])
 

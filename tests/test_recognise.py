@@ -289,3 +289,16 @@ def test_judge_rows_and_sureness_rows_read_the_metrics_files():
     assert rows[1]["precision"] == 0.75 and rows[1]["judge accuracy"] == 0.4 and rows[2]["judge accuracy"] == 0.1
     assert recognise.sureness_rows(metrics) == [{"category": "disc", "pixelcnn (prior_vqvae)": 0.5},
                                                 {"category": "square", "pixelcnn (prior_vqvae)": None}]
+
+
+def test_the_blur_runs_in_fp32_under_a_training_steps_bf16_autocast_and_channels_last():
+    # a judge's training step blurs part of its batch inside bf16 autocast, the batch channels-last:
+    # the depthwise convolutions in that form took minutes per call on a bf16 CPU
+    from helpers.models.classifier import gaussian_blur
+
+    x = torch.rand(6, 3, 32, 32)
+    plain = gaussian_blur(x, 4.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = gaussian_blur(x.contiguous(memory_format=torch.channels_last), 4.0)
+    assert inside.dtype == torch.float32 and torch.equal(inside, plain)
+    assert gaussian_blur(x.bfloat16(), 4.0).dtype == torch.bfloat16      # the caller's dtype comes back

@@ -57,17 +57,22 @@ def hue_free(images: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Float images (B, C, S, S) under a Gaussian blur of ``sigma`` pixels: separable, the kernel
-    out to 3 sigma, the edges padded with their own pixels (a white background stays white)."""
+    out to 3 sigma, the edges padded with their own pixels (a white background stays white).
+    Computed in fp32 on a contiguous copy whatever the caller's autocast and memory format (the
+    result in ``x``'s dtype): a training step's bf16 channels-last batch sends these depthwise
+    convolutions down a CPU path that takes minutes per call."""
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, not {sigma}")
     r = math.ceil(3 * sigma)
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
     k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = (k / k.sum()).to(x.dtype)
+    k = k / k.sum()
     c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    with torch.autocast(x.device.type, enabled=False):
+        y = F.pad(x.float().contiguous(), (r, r, r, r), mode="replicate")
+        y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y.to(x.dtype)
 
 
 def permuted_luma(images: torch.Tensor) -> torch.Tensor:
