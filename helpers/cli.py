@@ -101,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer = Trainer(model, (train,), (val,), config, path, data_fingerprint=ds.fingerprint,
                           extra={"image_size": size}, device=device)
         trainer.run()
-        if trainer.rank == 0:
-            print(f"{args.model} ({args.config}) on {profile.name}, {trainer.world} process(es) on {device.type}: "
-                  f"{trainer.step} steps ({trainer.epoch} epochs{', time-capped' if trainer.time_capped else ''}), "
+        if trainer.ranks.rank == 0:
+            print(f"{args.model} ({args.config}) on {profile.name}, {trainer.ranks.world} process(es) "
+                  f"on {device.type}: {trainer.step} steps "
+                  f"({trainer.epoch} epochs{', time-capped' if trainer.time_capped else ''}), "
                   f"{trainer.seconds / 60:.1f} min, best val loss {trainer.best_val:.4f} "
                   f"-> {path}", flush=True)
         if dist.is_initialized():

@@ -31,7 +31,8 @@ A model brings ``loss, logs = model.training_step(batch)``; the Trainer brings t
 * under ``torchrun`` (torch.distributed initialised): DistributedSampler, DDP,
   checkpoints and progress bars on rank 0 only. Every decision that ends or shapes a step
   (the time budget, the learning rate, a non-finite loss) is taken from numbers all ranks
-  agree on, so no rank leaves a loop while the others wait for it in a collective.
+  agree on, so no rank leaves a loop while the others wait for it in a collective: all of it
+  in :class:`helpers.ranks.Ranks`, which is one process alone (world 1) without torchrun.
 
 The command line and the torchrun start-up (``python -m helpers.cli``) live in helpers/cli.py.
 """
@@ -46,10 +47,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.distributed as dist
-from torch.utils.data import DistributedSampler, RandomSampler
 
 from .checkpoints import CheckpointError, load_checkpoint, model_spec, safe_load, save_checkpoint
+from .ranks import Ranks
 from .runtime import fork_rng, full_fp32, host_floats, pick_device, resolve_precision, rng_state, \
     set_rng_state, training_backends
 
@@ -137,9 +137,7 @@ class Trainer:
         if config.log_every < 1:
             raise ValueError(f"log_every must be at least 1 step, not {config.log_every}")
 
-        self.distributed = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if self.distributed else 0
-        self.world = dist.get_world_size() if self.distributed else 1
+        self.ranks = Ranks(self.device)
         self.precision = resolve_precision(config.precision, self.device)   # "bf16" or "fp32"
         self.bf16 = self.precision == "bf16"
         self.channels_last = self.bf16 and config.channels_last and self.train_data[0].dim() == 4
@@ -148,15 +146,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                           weight_decay=config.weight_decay)
         self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
-        self.net: torch.nn.Module = _Step(self.model)
-        if self.distributed:
-            # Parameters and buffers start as rank 0's; after that buffers are not re-broadcast before
-            # each forward: the quantizers all-reduce their own EMA statistics. (Not the deprecated
-            # broadcast_buffers=False: it skips the start too, so ranks seeded apart, or a codebook
-            # without k-means init, would keep different codebooks.)
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                forward_sync_buffers=False)
+        self.net: torch.nn.Module = self.ranks.wrap(_Step(self.model))
 
     # ------------------------------------------------------------------ paths and state
     @property
@@ -171,7 +161,7 @@ class Trainer:
     def _save(self, path: Path, *, completed: bool, averaged: bool = False) -> None:
         """Write the model (with ``averaged``: the weight average in its place) and the run's state;
         the average itself travels in ``extra`` so that a resumed run goes on with it."""
-        if self.rank != 0 or path is None:
+        if self.ranks.rank != 0 or path is None:
             return
         if averaged and self.average is not None:
             with self.average.applied():
@@ -246,7 +236,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.config
         start = time.perf_counter() - self.seconds
-        steps_per_epoch = max(1, len(self.train_data[0]) // (cfg.batch_size * self.world))
+        steps_per_epoch = max(1, len(self.train_data[0]) // (cfg.batch_size * self.ranks.world))
         self.total_steps = min(s for s in (cfg.max_steps, cfg.epochs and cfg.epochs * steps_per_epoch)
                                if s is not None)
         while self.step < self.total_steps and not self.stopped_early and not self.time_capped:
@@ -292,8 +282,7 @@ class Trainer:
             if self.average is not None:
                 self.average.copy_to_model()
             return
-        if self.distributed:
-            dist.barrier()
+        self.ranks.barrier()
         if self.checkpoint.exists():
             best = safe_load(self.checkpoint)
             self.model.load_state_dict(best["state_dict"])
@@ -302,23 +291,13 @@ class Trainer:
 
     def _drop_last(self) -> None:
         """Remove ``<name>.last.pt``: once ``<name>.pt`` is marked finished, nothing resumes from it."""
-        if self.rank == 0 and self.last_path is not None:
+        if self.ranks.rank == 0 and self.last_path is not None:
             self.last_path.unlink(missing_ok=True)
 
     def _out_of_time(self, start: float) -> bool:
+        """Past the wall-clock cap, by the slowest rank's clock (``start``: ``time.perf_counter``)."""
         limit = self.config.max_minutes
-        return limit is not None and self._elapsed(start) >= 60 * limit
-
-    def _elapsed(self, start: float) -> float:
-        """Seconds since ``start`` — under torch.distributed the largest over the ranks, so that all
-        of them take the same time-based decisions: with their own clocks, ranks would train with
-        different learning rates, and one could leave the loop while the others wait for it."""
-        seconds = time.perf_counter() - start
-        if self.distributed:
-            t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            seconds = t.item()
-        return seconds
+        return limit is not None and self.ranks.max(time.perf_counter() - start) >= 60 * limit
 
     def _lr(self) -> float:
         cfg = self.config
@@ -339,23 +318,6 @@ class Trainer:
             self._on_device[which] = tuple(t.to(self.device) for t in data)
         return self._on_device[which]
 
-    def _order(self, n: int, *, train: bool) -> list[int]:
-        """The examples of one pass, in the order this rank takes them."""
-        cfg = self.config
-        if self.distributed and train:
-            sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                         seed=cfg.seed, drop_last=True)
-            sampler.set_epoch(self.epoch)
-            return list(sampler)
-        if self.distributed:
-            # Every example exactly once over the ranks: DistributedSampler would pad the last shard
-            # with repeats, and the validation loss would depend on the number of processes.
-            return list(range(self.rank, n, self.world))
-        if train:
-            # Seeded per epoch: a resumed run draws exactly the batches an uninterrupted one would.
-            return list(RandomSampler(range(n), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)))
-        return list(range(n))
-
     def _batches(self, data: tuple, *, train: bool):
         """One pass over ``data`` (tensors on the device) in batches, as a DataLoader over the same
         sampler would give them: the last short batch dropped in training, unless it is the only
@@ -365,7 +327,7 @@ class Trainer:
         # draws what it drew with one, and the same seed trains the same weights as it did.
         torch.empty((), dtype=torch.int64).random_()
         size, n = self.config.batch_size, len(data[0])
-        order = self._order(n, train=train)
+        order = self.ranks.order(n, train=train, seed=self.config.seed, epoch=self.epoch)
         drop_last = train and n >= size
         stop = len(order) - len(order) % size if drop_last else len(order)
         if order == list(range(n)):   # in order: slices, no copy
@@ -376,11 +338,6 @@ class Trainer:
         for i in range(0, stop, size):
             rows = index[i:i + size]
             yield tuple(t.index_select(0, rows) for t in data)
-
-    def _n_batches(self, n: int, *, train: bool) -> int:
-        per_rank = n // self.world if train and self.distributed else n
-        size = self.config.batch_size
-        return per_rank // size if train and n >= size else math.ceil(per_rank / size)
 
     def _prepare(self, batch: Sequence[torch.Tensor]) -> tuple:
         out = []
@@ -402,7 +359,7 @@ class Trainer:
         pending = _Pending(self.step)   # the logs of the steps since the last read
         batches = self._batches(data, train=True)
         bar = self._bar(batches, f"epoch {self.epoch + 1} (step {self.step}/{self.total_steps})",
-                        total=self._n_batches(len(data[0]), train=True))
+                        total=self.ranks.n_batches(len(data[0]), self.config.batch_size, train=True))
         if bar is not batches:
             # A progress bar (tqdm.auto) over a DataLoader started an iterator of its own when it
             # was built, and that drew one more number: drawn here too, so that a run with a bar
@@ -438,11 +395,11 @@ class Trainer:
                               f"of {self.total_steps}")
                     break
         except Exception:
-            if not self.distributed:   # (a rank alone must not enter a collective)
+            if self.ranks.alone:   # (a rank alone must not enter a collective)
                 self._read(pending, sums, bar, count)   # a non-finite loss before the error is its cause
             raise
         self._read(pending, sums, bar, count)
-        return self._mean_over_ranks({k: v / max(1, count) for k, v in sums.items()})
+        return self.ranks.mean({k: v / max(1, count) for k, v in sums.items()})
 
     def _read(self, pending: "_Pending", sums: dict, bar, count: int) -> None:
         """Bring the logs of the steps since the last read to the host (one copy per key), add them
@@ -451,13 +408,12 @@ class Trainer:
         first = pending.first
         losses, values = pending.take()
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-        if not self._finite_on_all_ranks(bad is None):
+        if not self.ranks.all_finite(bad is None):
             where = self._last_good()
             here = f"{losses[bad]}" if bad is not None else "finite"
             step = first + (bad if bad is not None else len(losses) - 1) + 1
-            which = f"on some rank; here {here}" if self.distributed else here
             raise FloatingPointError(
-                f"non-finite loss ({which}) at epoch {self.epoch + 1}, step {step}; training "
+                f"non-finite loss ({self.ranks.which(here)}) at epoch {self.epoch + 1}, step {step}; training "
                 f"stopped. Last good checkpoint: {where}. Try a lower lr or precision='fp32'.")
         for key, numbers in values.items():
             for value in numbers:
@@ -492,25 +448,6 @@ class Trainer:
         """Where a stopped run's last good state is, for its error message."""
         return str(self.last_path) if self.last_path is not None and self.last_path.exists() else "none yet"
 
-    def _finite_on_all_ranks(self, finite_here: bool) -> bool:
-        """Were the losses finite on every rank? Asked of all ranks at once, so that all of them
-        stop: a rank that raised alone would leave the others waiting in DDP's gradient all-reduce
-        forever."""
-        if not self.distributed:
-            return finite_here
-        finite = torch.tensor(float(finite_here), device=self.device)
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        return bool(finite)
-
-    def _mean_over_ranks(self, values: dict) -> dict:
-        """Average per-rank epoch means (every rank ran the same number of steps), so that history,
-        early stopping and the best checkpoint follow the whole batch, not rank 0's share of it."""
-        if not self.distributed or not values:
-            return values
-        packed = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
-        dist.all_reduce(packed)
-        return dict(zip(values, (packed / self.world).tolist()))
-
     @torch.no_grad()
     def evaluate(self, data: Sequence[torch.Tensor] | None = None) -> dict:
         """Mean loss and logs over ``data`` (tensors, first dimension = examples; default: the
@@ -538,21 +475,18 @@ class Trainer:
         for key, numbers in values.items():
             for value, size in zip(numbers, sizes):
                 sums[key] += value * size
-        if self.distributed:
-            packed = torch.tensor([n] + list(sums.values()), dtype=torch.float64, device=self.device)  # nccl: on GPU
-            dist.all_reduce(packed)
-            n, sums = packed[0].item(), dict(zip(sums, packed[1:].tolist()))
+        n, sums = self.ranks.total(n, sums)
         return {k: v / max(1, n) for k, v in sums.items()}
 
     def _bar(self, iterable, desc: str, total: int | None = None):
-        if not (self.config.progress and self.rank == 0):
+        if not (self.config.progress and self.ranks.rank == 0):
             return iterable
         from tqdm.auto import tqdm
 
         return tqdm(iterable, desc=desc, leave=False, total=total)
 
     def _log(self, message: str) -> None:
-        if self.rank == 0:
+        if self.ranks.rank == 0:
             print(message, flush=True)
 
 

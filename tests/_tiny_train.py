@@ -67,7 +67,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": trainer.model.state_dict(), "initial_codebook": initial, "codebooks": codebooks,
-                "history": trainer.history, "world": trainer.world}, out / f"rank{rank}.pt")
+                "history": trainer.history, "world": trainer.ranks.world}, out / f"rank{rank}.pt")
     if dist.is_initialized():
         dist.barrier()   # neither rank closes its connections while the other still finishes a collective
         dist.destroy_process_group()

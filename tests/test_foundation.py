@@ -14,6 +14,7 @@ from helpers import checkpoints, paths, pipeline, results, runtime, stages
 from helpers.checkpoints import CheckpointError, atomic_save, load_checkpoint, safe_load
 from helpers.cli import CLI_DEFAULTS
 from helpers.profiles import PROFILES, Profile, get_profile, profile_names
+from helpers.ranks import Ranks
 from helpers.runtime import seed_everything
 
 
@@ -258,7 +259,8 @@ def test_the_train_cli_validates_as_the_profile_asks_and_takes_a_weight_average(
 
     class Recorder:
         """Stands in for the Trainer: keeps the config it was given."""
-        rank, world, step, epoch, time_capped, seconds, best_val = 0, 1, 3, 1, False, 0.0, 0.5
+        ranks = Ranks(torch.device("cpu"))   # this process alone
+        step, epoch, time_capped, seconds, best_val = 3, 1, False, 0.0, 0.5
 
         def __init__(self, model, train, val, config, path, **kw):
             seen.update(config=config, path=path)

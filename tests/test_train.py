@@ -4,9 +4,11 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from helpers.checkpoints import CheckpointError, load_checkpoint
 from helpers.models import register
+from helpers.ranks import Ranks
 from helpers.train import TrainConfig, Trainer
 
 
@@ -416,6 +418,29 @@ def test_a_run_with_a_weight_average_resumes_bit_identical_and_keeps_the_average
     assert resumed.history["val_loss"] == full.history["val_loss"]
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_one_process_is_a_world_of_one_whose_collectives_return_their_inputs():
+    """Without torchrun the Trainer's ranks are this process alone: no DDP, every collective hands
+    back what it was given, and a training pass takes the examples in the order a DataLoader over a
+    RandomSampler seeded per epoch gives them (the order the project's weights were trained in)."""
+    ranks = Ranks(torch.device("cpu"))
+    assert (ranks.rank, ranks.world, ranks.alone) == (0, 1, True)
+    net = torch.nn.Linear(2, 1)
+    assert ranks.wrap(net) is net
+    values = {"loss": 0.25, "mse": 1.5}
+    assert ranks.mean(values) is values and ranks.total(7, values) == (7, values)
+    assert ranks.max(3.5) == 3.5 and ranks.all_finite(True) is True and ranks.all_finite(False) is False
+    assert ranks.which("nan") == "nan"
+    ranks.barrier()
+    orders = [ranks.order(10, train=True, seed=3, epoch=epoch) for epoch in (0, 1)]
+    for epoch, order in enumerate(orders):
+        sampler = RandomSampler(range(10), generator=torch.Generator().manual_seed(3 * 100_003 + epoch))
+        assert order == [int(i) for i in DataLoader(range(10), batch_size=None, sampler=sampler)]
+    assert orders[0] != orders[1] and sorted(orders[0]) == list(range(10))
+    assert ranks.order(10, train=False, seed=3, epoch=1) == list(range(10))
+    assert ranks.n_batches(70, 32, train=True) == 2 and ranks.n_batches(70, 32, train=False) == 3
+    assert ranks.n_batches(20, 32, train=True) == 1   # fewer examples than a batch: one short batch
 
 
 def test_how_often_the_logs_are_read_changes_neither_history_nor_weights():
