@@ -145,7 +145,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                           weight_decay=config.weight_decay)
-        self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
+        self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else NoAverage()
         self.net: torch.nn.Module = self.ranks.wrap(_Step(self.model))
 
     # ------------------------------------------------------------------ paths and state
@@ -163,7 +163,7 @@ class Trainer:
         the average itself travels in ``extra`` so that a resumed run goes on with it."""
         if self.ranks.rank != 0 or path is None:
             return
-        if averaged and self.average is not None:
+        if averaged:
             with self.average.applied():
                 return self._save(path, completed=completed)
         save_checkpoint(
@@ -173,8 +173,7 @@ class Trainer:
                    "time_capped": self.time_capped,
                    "stopped_early": self.stopped_early, "rng_state": torch.get_rng_state(),
                    "device_rng_state": rng_state(self.device), "device": str(self.device),
-                   "train_config": self.config.as_dict(), "precision": self.precision,
-                   **({"weight_average": self.average.state()} if self.average is not None else {})})
+                   "train_config": self.config.as_dict(), "precision": self.precision, **self.average.extra()})
 
     def _restore(self, ckpt: dict, *, with_optimizer: bool) -> None:
         self.model.load_state_dict(ckpt["state_dict"])
@@ -191,8 +190,8 @@ class Trainer:
         if "rng_state" in extra:
             torch.set_rng_state(extra["rng_state"])
         set_rng_state(extra.get("device_rng_state"), self.device)   # taken on this kind of device only
-        if with_optimizer and self.average is not None and "weight_average" in extra:
-            self.average.load(extra["weight_average"])
+        if with_optimizer:
+            self.average.resume(extra)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> torch.nn.Module:
@@ -279,8 +278,7 @@ class Trainer:
         """Put the best weights back into the model and mark the best checkpoint finished (without
         a checkpoint: the last weights, or their average)."""
         if self.checkpoint is None:
-            if self.average is not None:
-                self.average.copy_to_model()
+            self.average.copy_to_model()
             return
         self.ranks.barrier()
         if self.checkpoint.exists():
@@ -377,8 +375,7 @@ class Trainer:
                 if self.config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
                 self.optimizer.step()
-                if self.average is not None:
-                    self.average.update(self.step)
+                self.average.update(self.step)
                 self.step += 1
                 count += 1
                 pending.add(loss.detach(), {"loss": loss.detach(), **logs})
@@ -453,7 +450,7 @@ class Trainer:
         """Mean loss and logs over ``data`` (tensors, first dimension = examples; default: the
         validation set), weighted by batch size; of the weight average when the run keeps one. In
         fp32 (no TF32), whatever the training step allows: one learning curve, one precision."""
-        if self.average is not None and not self.average.in_model:
+        if not self.average.in_model:
             with self.average.applied():
                 return self.evaluate(data)
         if data is None:
@@ -529,16 +526,44 @@ class WeightAverage:
             self._put(own)
             self.in_model = False
 
-    def state(self) -> list[torch.Tensor]:
-        return [a.detach().cpu().clone() for a in self.shadow]
+    def extra(self) -> dict:
+        """The checkpoint's entry (in its ``extra``): the average, so that a resumed run goes on with it."""
+        return {"weight_average": [a.detach().cpu().clone() for a in self.shadow]}
 
     @torch.no_grad()
-    def load(self, state: list[torch.Tensor]) -> None:
+    def resume(self, extra: dict) -> None:
+        """Go on with the average a checkpoint's ``extra`` holds (if it holds one)."""
+        if "weight_average" not in extra:
+            return
+        state = extra["weight_average"]
         if len(state) != len(self.shadow):
             raise CheckpointError(f"the checkpoint's weight average has {len(state)} tensors, the model "
                                   f"{len(self.shadow)}")
         for a, saved in zip(self.shadow, state):
             a.copy_(saved)
+
+
+class NoAverage:
+    """No weight average (``ema_decay`` None or 0): the model's own weights are validated, kept and
+    returned, and checkpoints hold no ``weight_average``."""
+
+    in_model = True   # the weights to validate are the model's
+
+    def update(self, step: int) -> None:
+        pass
+
+    def copy_to_model(self) -> None:
+        pass
+
+    @contextmanager
+    def applied(self):
+        yield
+
+    def extra(self) -> dict:
+        return {}
+
+    def resume(self, extra: dict) -> None:
+        pass
 
 
 class _Pending:

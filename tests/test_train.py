@@ -93,6 +93,7 @@ def test_interrupted_run_keeps_its_resumable_state(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
     last = load_checkpoint(tmp_path / "m.last.pt")
     assert last["epoch"] == 1 and not last["extra"]["completed"]
+    assert "weight_average" not in last["extra"]   # only a run that keeps a weight average stores one
     resumed = Trainer(TinyRegressor(TinyConfig()), train, val, config(epochs=3), tmp_path / "m.pt")
     resumed.run()
     assert resumed.epoch == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
