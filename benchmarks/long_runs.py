@@ -33,7 +33,7 @@ from helpers.runtime import machine  # noqa: E402
 
 
 def full_budgets() -> dict[str, int]:
-    """Full's steps for each benchmark workload."""
+    """Full's steps for each benchmark workload that full trains."""
     p = get_profile("full")
     return {"vqvae32": p.vqvae_steps, "vqvae2_64": p.vqvae2_steps, **p.prior_steps,
             "pixelsnail_top": p.prior2_steps["pixelsnail_top"],
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "models": {}}
     for name, (make, batch, make_data) in workloads(torch.Generator().manual_seed(0)).items():
         if only and name not in only:
+            continue
+        if name not in budgets:
+            print(f"{name}: skipped, full does not train it", file=sys.stderr, flush=True)
             continue
         r = compare(make, batch, make_data(batch * args.steps), args.repeats)
         s, n = r["step_seconds"], budgets[name]

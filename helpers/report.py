@@ -440,13 +440,19 @@ def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
 README_MARKERS = ("<!-- results table: begin -->", "<!-- results table: end -->")
 
 
+# What the README shows of each prior beside its FID; recall, coverage and acceptance stay in RESULTS.md.
+HEADLINE_JUDGED = tuple(JUDGED[k] for k in ("recognisable_share", "subcategory_share", "sureness", "precision",
+                                            "density"))
+
+
 def headline_rows(rows: list[dict]) -> list[dict]:
     """The rows the README shows: every one the report has a number for, every FID (with its
-    ratio to the floor) and beside them each prior's judged measures (:data:`JUDGED`) with the
-    precision and density of real val images (the whole table stays in RESULTS.md)."""
-    judged = tuple(JUDGED.values())
-    return [r for r in rows if r["report"] is not None or r["kind"] == "fid" or r["metric"].endswith(judged)
-            or r["metric"].endswith("of real val images (floor)")]
+    ratio to the floor) and beside them each prior's :data:`HEADLINE_JUDGED` measures with the
+    precision and density of real val images; a row with neither the report's number nor ours (a
+    prior the profile does not train) is left out. The whole table stays in RESULTS.md."""
+    return [r for r in rows if (r["report"] is not None or r["ours"] is not None)
+            and (r["report"] is not None or r["kind"] == "fid" or r["metric"].endswith(HEADLINE_JUDGED)
+                 or r["metric"].endswith("of real val images (floor)"))]
 
 
 def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:

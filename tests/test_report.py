@@ -269,6 +269,9 @@ def test_each_prior_is_judged_beside_its_fid_and_the_gan_test_is_labelled_passab
             "PixelCNN precision", "PixelCNN density", "PixelCNN category GAN-test share (passable by colour)",
             "precision of real val images (floor)", "density of real val images (floor)"} <= shown
     assert not any(m.startswith("hue-free judge:") for m in shown)                   # references: RESULTS.md
+    assert "PixelCNN recall" not in shown and "PixelCNN coverage" not in shown       # diversity: RESULTS.md
+    untrained = {(r["model"], r["metric"]) for r in rows if r["ours"] is None and r["report"] is None}
+    assert untrained and not untrained & {(r["model"], r["metric"]) for r in report.headline_rows(rows)}
     text = report.write_results("smoke", tmp_path / "docs").read_text()
     assert "passable by colour" in text and "**Sureness**" in text
 

@@ -130,7 +130,8 @@ def test_sample_set_round_trips_with_its_setting(tmp_path):
 def test_sampling_setting_reads_a_scored_row_and_prints_itself():
     row = {"temperature": 0.8, "top_k": None, "guidance": 5.0, "val_fid": 118.6, "blank_share": 0.0}
     s = SamplingSetting.from_dict(row)
-    assert s == SamplingSetting(0.8, None, 5.0) and s.as_dict() == {"temperature": 0.8, "top_k": None, "guidance": 5.0}
+    assert s == SamplingSetting(0.8, None, 5.0) and s.as_dict() == {"temperature": 0.8, "top_k": None, "guidance": 5.0,
+                                                          "candidates": 1}
     assert str(s) == "T 0.8, guidance 5" and str(SamplingSetting(1.0, 32)) == "T 1, top-k 32, guidance 1"
 
 
