@@ -440,19 +440,18 @@ def write_results(profile: str, out_dir: str | Path | None = None) -> Path:
 README_MARKERS = ("<!-- results table: begin -->", "<!-- results table: end -->")
 
 
-# What the README shows of each prior beside its FID; recall, coverage and acceptance stay in RESULTS.md.
-HEADLINE_JUDGED = tuple(JUDGED[k] for k in ("recognisable_share", "subcategory_share", "sureness", "precision",
-                                            "density"))
+# What the README shows of each prior beside its FID; precision, density, recall, coverage and
+# acceptance stay in RESULTS.md with the real val images' figures.
+HEADLINE_JUDGED = tuple(JUDGED[k] for k in ("recognisable_share", "subcategory_share", "sureness"))
 
 
 def headline_rows(rows: list[dict]) -> list[dict]:
-    """The rows the README shows: every one the report has a number for, every FID (with its
-    ratio to the floor) and beside them each prior's :data:`HEADLINE_JUDGED` measures with the
-    precision and density of real val images; a row with neither the report's number nor ours (a
-    prior the profile does not train) is left out. The whole table stays in RESULTS.md."""
-    return [r for r in rows if (r["report"] is not None or r["ours"] is not None)
-            and (r["report"] is not None or r["kind"] == "fid" or r["metric"].endswith(HEADLINE_JUDGED)
-                 or r["metric"].endswith("of real val images (floor)"))]
+    """The rows the README shows, of those the run measured: every one the report has a number
+    for, every FID (with its ratio to the floor) and beside them each prior's
+    :data:`HEADLINE_JUDGED` measures. A row the run did not measure (a prior the profile does not
+    train, a notebook not run) is left out; the whole table stays in RESULTS.md."""
+    return [r for r in rows if r["ours"] is not None
+            and (r["report"] is not None or r["kind"] == "fid" or r["metric"].endswith(HEADLINE_JUDGED))]
 
 
 def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:
