@@ -48,6 +48,7 @@ import torch
 from . import paths
 from .models.classifier import ClassifierConfig, EmojiClassifier, gaussian_blur, hue_free
 from .runtime import fork_rng, pick_device
+from .sampling import label_probabilities
 from .train import TrainConfig, Trainer
 
 # What a prior conditioned on categories has in place of a sub-category share.
@@ -131,16 +132,19 @@ def fit_rejector(ds, size: int, profile, label: str, config: JudgeConfig = Judge
     like the others but from a seed of its own (``profile.seed + 1``) into a checkpoint of its own,
     so that it is never the GAN-test's classifier and never the judge: what one model picked,
     another scores."""
-    train = replace(config.train_config(profile), seed=profile.seed + 1)
-    return fit_classifier(ds, size, profile.name, train, label=label, device=device,
-                          name=rejector_name(size, label))
+    return fit_classifier(ds, size, profile.name, rejector_train_config(profile, config), label=label,
+                          device=device, name=rejector_name(size, label))
+
+
+def rejector_train_config(profile, config: JudgeConfig = JudgeConfig()) -> TrainConfig:
+    """How :func:`fit_rejector` trains: as the judges, from the next seed."""
+    return replace(config.train_config(profile), seed=profile.seed + 1)
 
 
 def label_probability(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """The mean probability ``model`` gives each image's label (a class, or (n, 2) class and
     style): how sure the rejection classifier is of a sample set."""
-    classes = (labels[:, 0] if labels.ndim == 2 else labels).long().cpu().view(-1, 1)
-    return float(model.probabilities(images).float().cpu().gather(1, classes).mean())
+    return float(label_probabilities(model, images, labels).mean())
 
 
 def accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:

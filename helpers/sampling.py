@@ -367,7 +367,15 @@ def best_of(candidates: list[torch.Tensor], labels, rejector) -> torch.Tensor:
     (``.probabilities(images)``: (n, classes)) gives the highest probability of its class; ties keep
     the earlier candidate."""
     n = len(candidates[0])
-    classes = torch.as_tensor(labels).long().cpu()
-    classes = (classes[:, 0] if classes.ndim == 2 else classes.expand(n)).view(n, 1)
-    sure = torch.stack([rejector.probabilities(c).float().cpu().gather(1, classes)[:, 0] for c in candidates])
+    sure = torch.stack([label_probabilities(rejector, c, labels) for c in candidates])
     return torch.stack(candidates)[sure.argmax(0), torch.arange(n)]
+
+
+@torch.no_grad()
+def label_probabilities(classifier, images: torch.Tensor, labels) -> torch.Tensor:
+    """(n,) the probability ``classifier`` (``.probabilities(images)``: (n, classes)) gives each
+    image's label: one class for all, (n,) classes, or (n, 2) class and style."""
+    n = len(images)
+    classes = torch.as_tensor(labels).long().cpu()
+    classes = (classes[:, 0] if classes.ndim == 2 else classes.expand(n)).reshape(n, 1)
+    return classifier.probabilities(images).float().cpu().gather(1, classes)[:, 0]

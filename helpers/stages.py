@@ -474,7 +474,7 @@ def describe_judges(judges: recognise.Judges, profile, fits: dict[str, PriorFit]
     first = next(iter((fits or {}).values()), None)
     if first is not None and first.rejector is not None:
         runs[recognise.rejector_name(size, first.grids.label)] = (first.rejector,
-                                                                  replace(train, seed=profile.seed + 1))
+                                                                  recognise.rejector_train_config(profile, config))
     return describe_runs(runs)
 
 
