@@ -267,11 +267,10 @@ def protocol_text(metrics: dict | None) -> str:
     return "; ".join(parts) if parts else DASH
 
 
-def machine_text(metrics: dict | None) -> str:
+def machine_text(metrics: dict | None, commit: bool = True) -> str:
     """Where a metrics file was made, in a few words: CPU (its model, where recorded), its vector
     instructions, the GPU (or MPS) where one did the work, the training precision "auto" took
-    there, threads, commit
-    (:func:`helpers.runtime.machine`)."""
+    there, threads, and (``commit``) the commit (:func:`helpers.runtime.machine`)."""
     p = (metrics or {}).get("protocol") or {}
     m = p.get("machine")
     if not isinstance(m, dict):
@@ -284,8 +283,19 @@ def machine_text(metrics: dict | None) -> str:
              *([f"{m.get('device_name') or device} ({device})"] if on_device else []),
              "bf16 training" if bf16 else "fp32 training (no fast bf16)",
              f"{m.get('threads', '?')} thread{'' if m.get('threads') == 1 else 's'}", f"torch {m.get('torch', '?')}",
-             f"commit {m.get('commit') or '?'}"]
+             *([f"commit {m.get('commit') or '?'}"] if commit else [])]
     return ", ".join(parts)
+
+
+def machines_text(metrics_files: list[dict]) -> str:
+    """Where several metrics files were made: each machine once, with the commits that ran on it."""
+    commits: dict[str, set] = {}
+    for metrics in metrics_files:
+        machine = ((metrics or {}).get("protocol") or {}).get("machine")
+        commit = machine.get("commit") if isinstance(machine, dict) else None
+        commits.setdefault(machine_text(metrics, commit=False), set()).update([commit] if commit else [])
+    return "; ".join(text + (f", commit{'s' if len(c) > 1 else ''} {', '.join(sorted(c))}" if c else "")
+                     for text, c in sorted(commits.items())) or DASH
 
 
 def row_protocol(row: Row, metrics: dict | None) -> str:
@@ -463,10 +473,9 @@ def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise ValueError(f"{readme} needs one {begin!r} line before one {end!r} line around its results table")
     rows, found, notes = results_rows(profile)
-    machines = sorted({machine_text(m) for stage, m in found.items() if stage != "timing"})
     table = _frame(headline_rows(rows)).drop(columns=["better"])
     source = (f"Profile `{profile}`, from `artifacts/{profile}/metrics/` ({len(found)} metrics files"
-              + (f"; not yet measured: {len(notes)}" if notes else "") + f"); ran on: {'; '.join(machines) or DASH}.")
+              + (f"; not yet measured: {len(notes)}" if notes else "") + f"); ran on: {machines_text([m for stage, m in found.items() if stage != 'timing'])}.")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{begin}\n{source}\n\n{_markdown_table(table)}\n{end}{tail}")

@@ -193,6 +193,16 @@ def test_the_results_say_which_machine_and_commit_each_metrics_file_came_from(ar
     assert "| prior_vqvae.json |" in text and "| not recorded |" in text
 
 
+def test_the_readme_names_each_machine_once_with_the_commits_that_ran_on_it():
+    machine = {"cpu": "x86_64", "cpu_capability": "AVX2", "fast_bf16": False, "threads": 2, "torch": "2.14.1"}
+    ran = lambda **m: {"protocol": {"machine": {**machine, **m}}}   # noqa: E731
+    files = [ran(commit="bbb"), ran(commit="aaa"), ran(commit="bbb"), ran(commit="ccc", threads=1), {}]
+    assert report.machines_text(files) == (
+        "not recorded; x86_64 AVX2, fp32 training (no fast bf16), 1 thread, torch 2.14.1, commit ccc; "
+        "x86_64 AVX2, fp32 training (no fast bf16), 2 threads, torch 2.14.1, commits aaa, bbb")
+    assert report.machines_text([]) == report.DASH
+
+
 def test_a_time_capped_run_is_marked_beside_its_figures(artifacts):
     _write(artifacts, METRICS)
     capped = {**METRICS["prior_vqvae"], "pixelcnn": {"fid": 150.0, "time_capped": True}}
