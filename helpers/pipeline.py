@@ -154,11 +154,23 @@ def _before(profile: str, notebook: Path, inputs: str) -> dict:
     try:
         record = json.loads(started.read_text())
         if record.get("inputs") == inputs:
-            return record["before"]
+            return _others_as_they_are(profile, notebook, record["before"])
     except (FileNotFoundError, json.JSONDecodeError, KeyError, AttributeError):
         pass
     before = snapshot(profile)
     atomic_write_json({"inputs": inputs, "before": before}, started)
+    return before
+
+
+def _others_as_they_are(profile: str, notebook: Path, before: dict) -> dict:
+    """``before`` with the files other notebooks' stamps list taken as they are now: a notebook that
+    finished after the interrupted attempt (``--only`` or ``--from`` a later one) wrote them, not
+    this one, which would otherwise claim them and look changed on every later resume."""
+    now = snapshot(profile)
+    for other in notebooks():
+        if other.name != notebook.name:
+            before.update({rel: now[rel] for rel in (read_stamp(profile, other) or {}).get("outputs", {})
+                           if rel in now})
     return before
 
 

@@ -137,6 +137,24 @@ def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_
     assert chain.run() == ["01_b", "02_c"]
 
 
+def test_a_later_notebook_run_while_one_was_interrupted_keeps_its_files(chain, capsys):
+    # 01 is cut short, 02 runs alone (--only 02), then the chain resumes 01: what 02 wrote in
+    # between is 02's, so 01's stamp must not list it (it would look changed on every resume).
+    flag = chain.out.parents[2] / "interrupt"
+    _notebook(chain.dir / "01_b.ipynb", keep=True, extra=(
+        f"if os.path.exists({str(flag)!r}):\n    os.remove({str(flag)!r})\n    raise KeyboardInterrupt\n"))
+    flag.touch()
+    with pytest.raises(KeyboardInterrupt):
+        chain.run()
+    assert chain.run("--only", "02") == ["02_c"]
+    capsys.readouterr()
+    assert chain.run() == ["01_b", "02_c"]
+    assert "warning" not in capsys.readouterr().err
+    stamp = json.loads((chain.out.parent / "runs" / "01_b.done.json").read_text())
+    assert list(stamp["outputs"]) == ["out/01_b"]
+    assert chain.run() == []
+
+
 def test_a_notebook_rewriting_an_earlier_ones_file_is_named(chain, capsys):
     # 02 and 04 once saved a figure under one name: the later overwrote the earlier's, whose stamp
     # then never matched again, so every resume re-trained 02's priors.
