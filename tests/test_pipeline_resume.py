@@ -121,15 +121,21 @@ def test_force_reruns_a_current_notebook_and_the_later_ones(chain, capsys):
         pipeline.main(["--profile", "smoke", "--only", "01", "--force", "02"])
 
 
-def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_as_output(chain):
-    # 01 writes its file, then the user presses Ctrl-C. The re-run keeps the file (as a finished
-    # checkpoint is loaded, not rewritten), yet the file is 01's output: deleting it re-runs 01.
+def _interrupt_01(chain):
+    """A chain in which 01 writes its file (only when it is missing), then the user presses Ctrl-C;
+    run once, up to the interruption. Run again, 01 finishes."""
     flag = chain.out.parents[2] / "interrupt"
     _notebook(chain.dir / "01_b.ipynb", keep=True, extra=(
         f"if os.path.exists({str(flag)!r}):\n    os.remove({str(flag)!r})\n    raise KeyboardInterrupt\n"))
     flag.touch()
     with pytest.raises(KeyboardInterrupt):
         chain.run()
+
+
+def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_as_output(chain):
+    # 01 writes its file, then the user presses Ctrl-C. The re-run keeps the file (as a finished
+    # checkpoint is loaded, not rewritten), yet the file is 01's output: deleting it re-runs 01.
+    _interrupt_01(chain)
     assert (chain.out / "01_b").exists() and not (chain.out.parent / "runs" / "01_b.done.json").exists()
     assert chain.run() == ["01_b", "02_c"]
     assert chain.run() == []
@@ -140,12 +146,7 @@ def test_an_interrupted_notebook_reruns_and_what_its_first_attempt_wrote_counts_
 def test_a_later_notebook_run_while_one_was_interrupted_keeps_its_files(chain, capsys):
     # 01 is cut short, 02 runs alone (--only 02), then the chain resumes 01: what 02 wrote in
     # between is 02's, so 01's stamp must not list it (it would look changed on every resume).
-    flag = chain.out.parents[2] / "interrupt"
-    _notebook(chain.dir / "01_b.ipynb", keep=True, extra=(
-        f"if os.path.exists({str(flag)!r}):\n    os.remove({str(flag)!r})\n    raise KeyboardInterrupt\n"))
-    flag.touch()
-    with pytest.raises(KeyboardInterrupt):
-        chain.run()
+    _interrupt_01(chain)
     assert chain.run("--only", "02") == ["02_c"]
     capsys.readouterr()
     assert chain.run() == ["01_b", "02_c"]
