@@ -474,8 +474,9 @@ def write_readme_table(profile: str, readme: str | Path | None = None) -> Path:
         raise ValueError(f"{readme} needs one {begin!r} line before one {end!r} line around its results table")
     rows, found, notes = results_rows(profile)
     table = _frame(headline_rows(rows)).drop(columns=["better"])
+    machines = machines_text([m for stage, m in found.items() if stage != "timing"])
     source = (f"Profile `{profile}`, from `artifacts/{profile}/metrics/` ({len(found)} metrics files"
-              + (f"; not yet measured: {len(notes)}" if notes else "") + f"); ran on: {machines_text([m for stage, m in found.items() if stage != 'timing'])}.")
+              + (f"; not yet measured: {len(notes)}" if notes else "") + f"); ran on: {machines}.")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{begin}\n{source}\n\n{_markdown_table(table)}\n{end}{tail}")
