@@ -40,6 +40,10 @@ class Profile:
     seed: int = 0
     split: str = "identity"      # 00: "identity" (every drawing of an emoji on one side) or "random"
     curve_every: int | None = None  # every model also validates every this many steps (learning curves)
+    # 02 / 04: the prior families whose sampling settings may keep the best of several candidates
+    # (rejection: k times the sampling work); the others are scored on their one-candidate settings
+    # only. None: every family.
+    rejection_priors: tuple[str, ...] | None = None
 
     def with_split(self, split: str) -> "Profile":
         """This profile on another split: ``"random"`` is the profile ``<name>-random``, with its own
@@ -100,6 +104,10 @@ PROFILES = {
     #   slowest steps of the chain; kept trained and scored, its minutes moved to the PixelSNAIL.
     # - super-resolution 1100: still rising; chain-bound.
     # - GAN-test classifier 900: its val accuracy is flat from there on.
+    # - rejection (the notebooks' settings with candidates > 1) for the best prior of each size
+    #   only, the transformer and the PixelSNAIL: four candidates made the PixelSNAIL's samples
+    #   easier to read, and the report's PixelCNNs, drawing one candidate each, pay for the extra
+    #   draws (docs/EXPERIMENTS.md, "Rejection for the best prior of each size").
     # Evaluations on a seeded 3000 of the 11,667 train images (every val image): a smaller FID
     # reference is what fit the chain in its minutes (docs/EXPERIMENTS.md, "Full within 150 minutes
     # on either reference CPU"). Steps first set from the minute budgets: docs/EXPERIMENTS.md,
@@ -107,7 +115,7 @@ PROFILES = {
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
                     prior_steps={"pixelcnn": 1400, "transformer": 2200}, vqvae2_steps=3000,
                     prior2_steps=_priors2(2100, 280), superres_steps=1100, classifier_steps=900,
-                    n_samples=2000, eval_limit=3000),
+                    n_samples=2000, eval_limit=3000, rejection_priors=("transformer", "pixelsnail")),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
     # priors three times full's steps, every model validated every 100 steps, and small
     # evaluations, 200 samples per prior and a seeded 200 images per split, twice quick's (its FIDs

@@ -428,17 +428,32 @@ def train_rejector(fits: dict[str, PriorFit], ds, *, profile, size: int,
 
 def choose_settings(fits: dict[str, PriorFit], ds, *, profile, size: int,
                     evaluation: PriorEvaluation = PriorEvaluation()) -> None:
-    """Step 3 of a prior stage: score every setting of ``evaluation.settings`` by the FID of a few samples
-    against the real val images at ``size`` px (:func:`score_settings`; categories drawn as in train) and
-    give each family the one :func:`pick_setting` picks (``fit.scored``, ``fit.setting``)."""
+    """Step 3 of a prior stage: score each family's settings of ``evaluation.settings``
+    (:func:`family_settings`) by the FID of a few samples against the real val images at ``size`` px
+    (:func:`score_settings`; categories drawn as in train) and give each family the one
+    :func:`pick_setting` picks (``fit.scored``, ``fit.setting``)."""
     _, real_val = references.reference(ds, size, "val", profile.eval_limit, profile.seed)
     n_choose = evaluation.n_choose(profile.n_samples)
-    for fit in fits.values():
+    for name, fit in fits.items():
         train_labels = fit.grids.labels(fit.grids.train_idx, styled(fit.prior))   # categories (and vendors) as in train
-        fit.scored = score_settings(fit.prior, fit.autoencoder, evaluation.settings, real_val, n=n_choose,
+        settings = family_settings(evaluation.settings, name, profile)
+        fit.scored = score_settings(fit.prior, fit.autoencoder, settings, real_val, n=n_choose,
                                     seed=evaluation.choose_seed, cond_fn=fit.family.cond_fn, rejector=fit.rejector,
                                     labels=draw_labels(train_labels, n_choose, seed=evaluation.choose_seed))
         fit.setting = SamplingSetting.from_dict(pick_setting(fit.scored, evaluation.max_blank, evaluation.fid_tie))
+
+
+def family_settings(settings: Sequence[SamplingSetting], family: str, profile) -> tuple[SamplingSetting, ...]:
+    """The settings of ``settings`` that ``family`` is scored on: all of them, or, when the profile
+    gives rejection's sampling work to other families (``Profile.rejection_priors``), those that draw
+    one candidate per sample."""
+    rejects = profile.rejection_priors is None or family in profile.rejection_priors
+    kept = tuple(s for s in settings if rejects or s.candidates == 1)
+    if not kept:
+        raise ValueError(f"every setting given to {family} keeps the best of several candidates, which the profile "
+                         f"{profile.name!r} gives only to {list(profile.rejection_priors)}: add a setting with "
+                         "candidates 1")
+    return kept
 
 
 def draw_samples(fits: dict[str, PriorFit], ds, *, profile, size: int, producer: str,

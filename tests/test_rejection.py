@@ -113,3 +113,16 @@ def test_the_rejector_is_a_classifier_of_its_own_never_the_gan_tests(tmp_path, m
     images, labels = ds.images(32, "val"), ds.category[ds.rows("val")]
     p = recognise.label_probability(rejector, images, labels)
     assert p == pytest.approx(float(rejector.probabilities(images)[torch.arange(len(labels)), labels].mean()))
+
+
+def test_a_profile_gives_rejection_to_the_families_it_names_and_one_candidate_to_the_rest():
+    from helpers.profiles import get_profile
+
+    settings = (SamplingSetting(0.7, guidance=3.0), SamplingSetting(0.7, guidance=3.0, candidates=4))
+    full = get_profile("full")
+    assert stages.family_settings(settings, "pixelsnail", full) == settings
+    assert stages.family_settings(settings, "pixelcnn", full) == settings[:1]
+    every = dataclasses.replace(full, rejection_priors=None)
+    assert stages.family_settings(settings, "pixelcnn", every) == settings
+    with pytest.raises(ValueError, match="add a setting with candidates 1"):
+        stages.family_settings(settings[1:], "pixelcnn", full)

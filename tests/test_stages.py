@@ -337,6 +337,22 @@ def test_the_prior_steps_choose_on_val_draw_with_the_choice_and_save_what_they_s
     assert written["protocol"]["n_samples"] == profile.n_samples
 
 
+def test_choose_settings_scores_a_family_the_profile_keeps_from_rejection_on_one_candidate(colour_features):
+    ds = ToyDataset()
+    profile = dataclasses.replace(get_profile("smoke"), rejection_priors=("transformer",))
+    config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
+    vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
+    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
+        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    fits = stages.train_priors([family], grids, vqvae, ds, configs={"pixelcnn": config}, profile=profile)
+    fits["pixelcnn"].rejector = recognise.fit_rejector(ds, 32, profile, grids.label)
+    settings = (SamplingSetting(temperature=0.9), SamplingSetting(temperature=0.9, candidates=3))
+    stages.choose_settings(fits, ds, profile=profile, size=32,
+                           evaluation=stages.PriorEvaluation(settings=settings, max_blank=1.01))
+    assert [SamplingSetting.from_dict(r) for r in fits["pixelcnn"].scored] == [settings[0]]
+    assert fits["pixelcnn"].setting == settings[0]
+
+
 def test_prior_evaluation_draws_a_twentieth_of_the_fid_samples_per_setting_and_at_least_ten():
     e = stages.PriorEvaluation()
     assert (e.n_choose(16), e.n_choose(100), e.n_choose(2000)) == (10, 10, 100)
