@@ -315,12 +315,17 @@ def _toy_vqvae_and_grids(ds, profile, config):
     return vqvae, grids
 
 
+def _toy_pixelcnn_family(grids):
+    """A one-level "pixelcnn" family of a tiny conditioned PixelCNN over the toy grids' 16 codes."""
+    return stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
+        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+
+
 def test_the_prior_steps_choose_on_val_draw_with_the_choice_and_save_what_they_score(colour_features):
     ds, profile = ToyDataset(), get_profile("smoke")
     config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
     vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
-    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
-        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    family = _toy_pixelcnn_family(grids)
     settings = (SamplingSetting(temperature=0.9), SamplingSetting(temperature=0.5, guidance=2.0))   # not the default
     evaluation = stages.PriorEvaluation(settings=settings, max_blank=1.01, fid_seed=7)
     fits = _prior_steps([family], grids, vqvae, ds, config, profile, evaluation)
@@ -342,8 +347,7 @@ def test_choose_settings_scores_a_family_the_profile_keeps_from_rejection_on_one
     profile = dataclasses.replace(get_profile("smoke"), rejection_priors=("transformer",))
     config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
     vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
-    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
-        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    family = _toy_pixelcnn_family(grids)
     fits = stages.train_priors([family], grids, vqvae, ds, configs={"pixelcnn": config}, profile=profile)
     fits["pixelcnn"].rejector = recognise.fit_rejector(ds, 32, profile, grids.label)
     settings = (SamplingSetting(temperature=0.9), SamplingSetting(temperature=0.9, candidates=3))
@@ -382,8 +386,7 @@ def test_priors_on_sub_categories_are_judged_on_their_categories_and_their_sub_c
     config = TrainConfig(max_steps=2, batch_size=8, lr=1e-3, seed=0, progress=False, precision="fp32")
     vqvae, grids = _toy_vqvae_and_grids(ds, profile, config)
     grids = grids.with_label("subcategory")
-    family = stages.PriorFamily("pixelcnn", {"codes": lambda: PixelCNN(PixelCNNConfig(
-        num_codes=16, hidden=8, layers=1, num_classes=len(grids.class_names), label_dropout=0.1))})
+    family = _toy_pixelcnn_family(grids)
     fits = _prior_steps([family], grids, vqvae, ds, config, profile)
     metrics = results.load_metrics("smoke", "prior_vqvae")
     m = metrics["pixelcnn"]
