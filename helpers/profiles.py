@@ -89,7 +89,8 @@ PROFILES = {
     # where it does: docs/EXPERIMENTS.md, "Decisions", and the sections it names (the learning
     # curves of the curves profile are in docs/curves/curves/):
     # - VQ-VAE 6000: its val PSNR is close to flat by then.
-    # - its 16x16 side model 1000: still rising; it only fills the rate / quality table.
+    # - its 16x16 side model 500: still rising; it only fills the rate / quality table, whose
+    #   point (four times the bits, a few dB more) 500 steps already make.
     # - transformer 2200: still gains beyond it; 2200 is what fits the chain.
     # - PixelCNN 1400: the report's 32 px prior, behind the transformer; its minutes beyond 1400
     #   pay, with the 64 px PixelCNN's, for the PixelSNAIL's steps.
@@ -102,7 +103,8 @@ PROFILES = {
     #   level"); the curves profile's 3300 is more than the chain has room for.
     # - 64 px PixelCNN 280 per level: the report's 64 px prior, behind the PixelSNAIL at the
     #   slowest steps of the chain; kept trained and scored, its minutes moved to the PixelSNAIL.
-    # - super-resolution 1100: still rising; chain-bound.
+    # - super-resolution 500: still rising, and already well above bicubic and Lanczos; its
+    #   minutes beyond 500 are the chain's margin for slow hosts.
     # - GAN-test classifier 900: its val accuracy is flat from there on.
     # - rejection (the notebooks' settings with candidates > 1) for the best prior of each size
     #   only, the transformer and the PixelSNAIL: four candidates made the PixelSNAIL's samples
@@ -112,9 +114,9 @@ PROFILES = {
     # reference is what fit the chain in its minutes (docs/EXPERIMENTS.md, "Full within 150 minutes
     # on either reference CPU"). Steps first set from the minute budgets: docs/EXPERIMENTS.md,
     # "Budgets in steps".
-    "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=1000,
+    "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=500,
                     prior_steps={"pixelcnn": 1400, "transformer": 2200}, vqvae2_steps=3000,
-                    prior2_steps=_priors2(2100, 280), superres_steps=1100, classifier_steps=900,
+                    prior2_steps=_priors2(2100, 280), superres_steps=500, classifier_steps=900,
                     n_samples=2000, eval_limit=3000, rejection_priors=("transformer", "pixelsnail")),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
     # priors three times full's steps, every model validated every 100 steps, and small
