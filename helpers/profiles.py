@@ -101,8 +101,9 @@ PROFILES = {
     # - PixelSNAIL 2100 per level: its steps are the largest lever measured on the 64 px samples,
     #   on the judge and to the eye (docs/EXPERIMENTS.md, "The 64 px PixelSNAIL at 2100 steps per
     #   level"); the curves profile's 3300 is more than the chain has room for.
-    # - 64 px PixelCNN 280 per level: the report's 64 px prior, behind the PixelSNAIL at the
-    #   slowest steps of the chain; kept trained and scored, its minutes moved to the PixelSNAIL.
+    # - 64 px PixelCNN 200 per level: the report's 64 px prior, behind the PixelSNAIL at the
+    #   slowest steps of the chain; kept trained and scored, its minutes moved to the PixelSNAIL
+    #   and to the chain's margin (it draws colour patches at 280 steps as at 200).
     # - super-resolution 500: still rising, and already well above bicubic and Lanczos; its
     #   minutes beyond 500 are the chain's margin for slow hosts.
     # - GAN-test classifier 900: its val accuracy is flat from there on.
@@ -116,7 +117,7 @@ PROFILES = {
     # "Budgets in steps".
     "full": Profile("full", max_emojis=None, vqvae_steps=6000, latent16_steps=500,
                     prior_steps={"pixelcnn": 1400, "transformer": 2200}, vqvae2_steps=3000,
-                    prior2_steps=_priors2(2100, 280), superres_steps=500, classifier_steps=900,
+                    prior2_steps=_priors2(2100, 200), superres_steps=500, classifier_steps=900,
                     n_samples=2000, eval_limit=3000, rejection_priors=("transformer", "pixelsnail")),
     # Learning curves: full's data and autoencoders (the same steps train the same weights), the
     # priors three times full's steps, every model validated every 100 steps, and small
