@@ -104,7 +104,7 @@ PROFILES = {
     # - 64 px PixelCNN 200 per level: the report's 64 px prior, behind the PixelSNAIL at the
     #   slowest steps of the chain; kept trained and scored, its minutes moved to the PixelSNAIL
     #   and to the chain's margin (it draws colour patches at 280 steps as at 200).
-    # - super-resolution 500: still rising, and already well above bicubic and Lanczos; its
+    # - super-resolution 500: still rising, and still above bicubic and Lanczos; its
     #   minutes beyond 500 are the chain's margin for slow hosts.
     # - GAN-test classifier 900: its val accuracy is flat from there on.
     # - rejection (the notebooks' settings with candidates > 1) for the best prior of each size
