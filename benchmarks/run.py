@@ -11,7 +11,8 @@ fast / plain images per second, each the best of
 ``--repeats`` alternating runs (load on the machine only ever slows a run down; every run's
 figure is listed too). GFLOP/s counts one training step with torch.utils.flop_counter.
 Sampling puts ``sample_codes`` (incremental, one position per step) beside the naive
-re-run-everything loop; the naive loop is timed on a smaller batch and scaled to 1000 samples
+re-run-everything loop (the masked prior, drawn in rounds, has no such loop: its rounds are timed
+alone); the naive loop is timed on a smaller batch and scaled to 1000 samples
 (it is linear in n at these sizes), and both draw the same samples for the same seed (checked
 here on that batch); the class-conditional priors are also timed with classifier-free guidance
 (w 3: two grids per sample). FID: the TorchScript Inception as shipped against our mapped,
@@ -34,6 +35,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from helpers.models.maskgit import MaskedPriorConfig, MaskedTransformerPrior
 from helpers.models.pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig
 from helpers.models.pixelsnail import PixelSNAIL
 from helpers.models.transformer import TransformerPrior, TransformerPriorConfig
@@ -67,6 +69,9 @@ def workloads(g: torch.Generator) -> dict:
         "transformer": (lambda: TransformerPrior(TransformerPriorConfig(num_codes=K, num_classes=CLASSES,
                                                                        label_dropout=0.1)), 64,
                         lambda n: (_codes(n, K, 8, 8, g), labels(n))),
+        "maskgit": (lambda: MaskedTransformerPrior(MaskedPriorConfig(num_codes=K, num_classes=CLASSES,
+                                                                     label_dropout=0.1)), 64,
+                    lambda n: (_codes(n, K, 8, 8, g), labels(n))),
         "pixelsnail_top": (lambda: PixelSNAIL.for_vqvae2(vq2, "top", num_classes=CLASSES), 64,
                            lambda n: (_codes(n, kt, 8, 8, g), labels(n))),
         "pixelsnail_bottom": (lambda: PixelSNAIL.for_vqvae2(vq2, "bottom"), 64,
@@ -141,6 +146,7 @@ def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
         "pixelcnn": (PixelCNN(PixelCNNConfig(**prior)), (8, 8), None),
         "gated_pixelcnn": (GatedPixelCNN(GatedPixelCNNConfig(**prior)), (8, 8), None),
         "transformer": (TransformerPrior(TransformerPriorConfig(num_codes=K, num_classes=CLASSES)), (8, 8), None),
+        "maskgit": (MaskedTransformerPrior(MaskedPriorConfig(num_codes=K, num_classes=CLASSES)), (8, 8), None),
         "pixelsnail_top": (PixelSNAIL.for_vqvae2(vq2, "top", num_classes=CLASSES), (8, 8), None),
         "pixelsnail_bottom": (PixelSNAIL.for_vqvae2(vq2, "bottom"), (16, 16),
                               torch.randint(0, vq2.config.num_codes_top, (1000, 8, 8))),
@@ -163,6 +169,10 @@ def bench_sampling(naive_n: int, only: set[str] | None) -> dict:
                          generator=torch.Generator().manual_seed(0), **kw)
             seconds = time.perf_counter() - start
             guided = {"guided_s_per_1000": round(seconds, 1), "guidance_cost": round(seconds / fast, 2)}
+        if getattr(model, "masked", False):   # drawn in rounds: no raster loop to set beside it
+            out[name] = {"fast_s_per_1000": round(fast, 1), "rounds": model.config.rounds, **guided}
+            print(f"sample {name}: {out[name]}", file=sys.stderr, flush=True)
+            continue
         small = None if cond is None else cond[:naive_n]
         few = None if labels is None else labels[:naive_n]
         start = time.perf_counter()

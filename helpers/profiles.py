@@ -27,7 +27,8 @@ class Profile:
     max_emojis: int | None       # emoji identities kept (all vendors of each); None = all
     vqvae_steps: int             # 01: VQ-VAE 32x32 (8x8 codes)
     latent16_steps: int          # 01: the 16x16-latent side model of the rate / quality table
-    prior_steps: dict            # 02: steps per prior on the 8x8 codes ("pixelcnn", "gated_pixelcnn", "transformer")
+    prior_steps: dict            # 02: steps per prior on the 8x8 codes ("pixelcnn", "gated_pixelcnn", "transformer",
+                                 # "maskgit")
     vqvae2_steps: int            # 03: VQ-VAE-2 64x64
     prior2_steps: dict           # 04: steps per prior, "<family>_<level>" (pixelsnail / pixelcnn, top / bottom)
     superres_steps: int          # 05: super-resolution decoder 64 -> 128
@@ -68,7 +69,8 @@ PROFILES = {
     # per model and evaluations on 32 images per split and 16 samples: Inception passes and
     # training were most of CI's time on a slow CPU.
     "smoke": Profile("smoke", max_emojis=60, vqvae_steps=12, latent16_steps=6,
-                     prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5, "transformer": 5}, vqvae2_steps=12,
+                     prior_steps={"pixelcnn": 10, "gated_pixelcnn": 5, "transformer": 5, "maskgit": 5},
+                     vqvae2_steps=12,
                      prior2_steps=_priors2(5, 5), superres_steps=9, classifier_steps=3,
                      n_samples=16, eval_limit=32),
     # A first look in at most 15 minutes for the whole chain on 2 cores with fast bf16, the slower

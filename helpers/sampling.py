@@ -7,7 +7,7 @@ on codes before (i, j) in raster order. Sampling fills the grid one position at 
 Three ways to get the logits at (i, j), fastest first; ``sample_codes`` picks the best the
 prior supports (``method="auto"``):
 
-- "incremental": priors with ``start_sampling(batch, shape, labels, cond)`` (every prior here)
+- "incremental": priors with ``start_sampling(batch, shape, labels, cond)`` (every raster prior here)
   cache every layer's activations and compute only position (i, j) per step — one forward
   pass worth of work per grid instead of one per position.
 - "crop": priors with ``supports_row_crop = True`` depend at row i on input rows <= i only,
@@ -18,6 +18,11 @@ prior supports (``method="auto"``):
 All three compute the same function and draw their random numbers in the same order (one
 multinomial draw per batch and position), so the same generator seed gives the same samples
 (the incremental path sums in another order, so its logits agree to float rounding, ~1e-6).
+
+A masked prior (helpers/models/maskgit.py, ``masked = True``) has no reading order: its grids are
+drawn in a few rounds instead, each fixing the codes the prior is surest of given those fixed
+before (:func:`_unmask`); temperature, top-k, guidance, seeds and known codes mean what they mean
+for the raster priors, and no NLL comes with its samples.
 
 Guidance (classifier-free, as in Ho & Salimans 2022): a prior trained with label dropout also
 knows p(code | no category). With ``guidance`` w != 1 and categories given, every grid is run
@@ -88,6 +93,10 @@ METHODS = ("auto", "incremental", "crop", "naive")
 def _pick_method(prior, method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if getattr(prior, "masked", False):   # no reading order: drawn in rounds (_unmask)
+        if method != "auto":
+            raise ValueError(f"a masked prior is drawn in rounds, not by the raster method {method!r}")
+        return "rounds"
     if method == "auto":
         if hasattr(prior, "start_sampling"):
             return "incremental"
@@ -156,6 +165,61 @@ def _scoring(draw, nll: torch.Tensor):
     return scoring
 
 
+def _unmask(prior, grids: torch.Tensor, labels, null, guidance: float, draw_logits, generator,
+            known_codes=None, known_mask=None, bar=None) -> None:
+    """MaskGIT's sampler (Chang et al. 2022) for a masked prior (helpers/models/maskgit.py): fills
+    ``grids`` (n, H, W) in ``prior.config.rounds`` rounds. Every round runs the prior on the grid with
+    the codes not yet fixed masked, draws a code at every masked position (``draw_logits``: logits
+    (m, K) -> codes (m,), temperature and top-k as in raster sampling; under guidance, from
+    ``uncond + w * (cond - uncond)``), and fixes those it is surest of: after round r, the share
+    ``mask_share((r + 1) / rounds)`` of the codes to draw stays masked, the least confident (the
+    log-probability of the drawn code plus Gumbel noise that falls to 0 by the last round). Known
+    codes (inpainting) are fixed from the start and never drawn."""
+    from .models.maskgit import mask_share
+
+    n, H, W = grids.shape
+    L, K, rounds = H * W, prior.config.num_codes, prior.config.rounds
+    masked = torch.ones(n, L, dtype=torch.bool, device=grids.device)
+    codes = torch.full((n, L), prior.mask_code, dtype=torch.long, device=grids.device)
+    if known_mask is not None:
+        masked = ~known_mask.flatten(1)
+        codes = torch.where(masked, codes, known_codes.flatten(1))
+    to_draw = masked.sum(1)
+    for r in range(rounds):
+        inputs, lab = codes.view(n, H, W), labels
+        if null is not None:   # each grid twice in one batch: with its labels and with none
+            inputs, lab = inputs.repeat(2, 1, 1), torch.cat([labels, null.expand_as(labels)])
+        logits = prior(inputs, lab).float().permute(0, 2, 3, 1).reshape(-1, L, K)
+        if null is not None:
+            given, free = logits.chunk(2)
+            logits = free + guidance * (given - free)
+        drawn, log_p = draw_logits(logits.reshape(-1, K))
+        drawn, log_p = drawn.view(n, L), log_p.view(n, L)
+        noise = prior.config.choice_noise * (1 - (r + 1) / rounds)
+        if noise > 0:
+            u = torch.rand(n, L, generator=generator).clamp(1e-12, 1 - 1e-7).to(grids.device)
+            log_p = log_p + noise * -torch.log(-torch.log(u))
+        confidence = log_p.masked_fill(~masked, float("inf"))   # fixed codes are never masked again
+        codes = torch.where(masked, drawn, codes)
+        stay = (to_draw * mask_share(torch.tensor((r + 1) / rounds))).floor().long().clamp(min=0)
+        stay = torch.minimum(stay, (masked.sum(1) - 1).clamp(min=0))   # every round fixes at least one
+        masked = confidence.argsort(1).argsort(1) < stay[:, None]
+        codes = codes.masked_fill(masked, prior.mask_code)
+        if bar is not None:
+            bar.update(1)
+    grids.copy_(codes.view(n, H, W))
+
+
+def _drawing_all(temperature: float, top_k: int | None, generator):
+    """The masked sampler's draw: codes (m,) from logits (m, K), and the log-probability of each
+    under the distribution drawn from."""
+    def draw(logits):
+        drawn = _draw(logits, temperature, top_k, generator)
+        scaled = _filter_logits(logits, max(temperature, 1e-8), top_k)
+        return drawn, F.log_softmax(scaled, -1).gather(1, drawn[:, None])[:, 0]
+    return draw
+
+
 @contextmanager
 def _evaluating(prior):
     """``prior`` in eval mode (BatchNorm on its running statistics, no dropout), its mode restored after."""
@@ -194,6 +258,8 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
         i.e. what ``prior.nll_per_image`` computes, collected from the logits sampling already made.
     """
     method, (H, W) = _pick_method(prior, method), tuple(shape)
+    if method == "rounds" and return_nll:
+        raise ValueError("a masked prior gives no likelihood of its samples (return_nll): use a raster prior")
     device = device_of(prior)
     labels = _labels_for(labels, n, device)
     null = _guided_labels(prior, labels, guidance)
@@ -206,13 +272,21 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
                              f"{tuple(known_codes.shape)} and {tuple(known_mask.shape)}")
     out = torch.zeros(n, H, W, dtype=torch.long, device=device)
     nll = torch.zeros(n, device=device) if return_nll else None
-    bar = tqdm(total=math.ceil(n / batch_size) * H * W, desc=f"sampling ({method})", disable=not progress,
+    steps = prior.config.rounds if method == "rounds" else H * W
+    bar = tqdm(total=math.ceil(n / batch_size) * steps, desc=f"sampling ({method})", disable=not progress,
                leave=False)
     with _evaluating(prior), bar:
         for start in range(0, n, batch_size):
             b = slice(start, start + batch_size)
             grids, lab = out[b], None if labels is None else labels[b]
             c = None if cond is None else cond[b].to(device)
+            if method == "rounds":
+                known = (None, None) if known_mask is None else (known_codes[b], known_mask[b])
+                if c is not None:
+                    raise ValueError("the masked prior takes no spatial condition (cond)")
+                _unmask(prior, grids, lab, null, guidance, _drawing_all(temperature, top_k, generator), generator,
+                        *known, bar=bar)
+                continue
             draw = _drawing(temperature, top_k, generator)
             if null is not None:   # each grid twice in one batch: with its labels and with none
                 grids, lab, c = grids.repeat(2, 1, 1), torch.cat([lab, null.expand_as(lab)]), \

@@ -547,7 +547,9 @@ def _training_metrics(grids: CodeGrids, trainers: dict[str, Trainer]) -> dict:
     all codes of an image (each level weighted by its code count) beside each level's own."""
     if len(trainers) == 1:
         (t,) = trainers.values()
-        return {"val_nll": t.best_val, "train_seconds": t.seconds, "steps": t.step, "epochs": t.epoch,
+        # a masked prior's val loss is over masked codes given the others: no NLL to set beside the raster ones'
+        loss = "val_masked_nll" if getattr(t.model, "masked", False) else "val_nll"
+        return {loss: t.best_val, "train_seconds": t.seconds, "steps": t.step, "epochs": t.epoch,
                 "time_capped": t.time_capped}
     sizes = {level: grids.codes[level][0].numel() for level in trainers}
     out = {"val_nll": sum(sizes[l] * t.best_val for l, t in trainers.items()) / sum(sizes.values())}

@@ -69,8 +69,8 @@ def _budget_rows() -> dict[str, list[str]]:
 
     cells = {
         "VQ-VAE 32x32 / its 16x16-latent side model (01)": lambda p: f"{p.vqvae_steps} / {p.latent16_steps}",
-        "PixelCNN / gated PixelCNN / transformer (02)":
-            lambda p: steps(p.prior_steps, ["pixelcnn", "gated_pixelcnn", "transformer"]),
+        "PixelCNN / gated PixelCNN / transformer / masked transformer (02)":
+            lambda p: steps(p.prior_steps, ["pixelcnn", "gated_pixelcnn", "transformer", "maskgit"]),
         "VQ-VAE-2 64x64 (03)": lambda p: str(p.vqvae2_steps),
         "PixelSNAIL top / bottom (04)": lambda p: steps(p.prior2_steps, ["pixelsnail_top", "pixelsnail_bottom"]),
         "PixelCNN top / bottom (04)": lambda p: steps(p.prior2_steps, ["pixelcnn_top", "pixelcnn_bottom"]),

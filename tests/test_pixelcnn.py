@@ -197,7 +197,7 @@ def test_the_registry_lists_every_prior_family_per_size_each_on_the_one_base():
             assert issubclass(cls, Prior) and issubclass(cls.config_class, PriorConfig)
             assert MODEL_REGISTRY[cls.__name__] is cls                      # checkpoints rebuild it
             assert size == 32 or set(cls.level_configs) == {"top", "bottom"}
-    assert prior_checkpoints(32) == ["pixelcnn", "gated_pixelcnn", "transformer"]
+    assert prior_checkpoints(32) == ["pixelcnn", "gated_pixelcnn", "transformer", "maskgit"]
     assert prior_checkpoints(64) == ["pixelsnail_top", "pixelsnail_bottom", "pixelcnn_top", "pixelcnn_bottom"]
     assert paths.PRODUCERS["gated_pixelcnn"] == "02_pixelcnn" and paths.PRODUCERS["pixelcnn_bottom"] == "04_pixelsnail"
     assert paths.PRODUCERS["samples_transformer_32px"] == "02_pixelcnn"

@@ -16,7 +16,7 @@ import importlib
 # model file (a helpers.models.prior.Prior), a line here and its notebook.
 PRIOR_FAMILIES: dict[int, dict[str, str]] = {
     32: {"pixelcnn": "pixelcnn.PixelCNN", "gated_pixelcnn": "pixelcnn.GatedPixelCNN",
-         "transformer": "transformer.TransformerPrior"},
+         "transformer": "transformer.TransformerPrior", "maskgit": "maskgit.MaskedTransformerPrior"},
     64: {"pixelsnail": "pixelsnail.PixelSNAIL", "pixelcnn": "pixelcnn.GatedPixelCNN"},
 }
 # The latent levels a prior family of each size has, one checkpoint each (prior_checkpoint).

@@ -6,7 +6,8 @@ A prior maps codes (B, H, W) long to logits (B, K, H, W), the logits at (i, j) d
 strictly before (i, j) in raster order only, optionally given labels (a category, or a category
 and a style: :func:`prepare_labels`) and a spatial condition ``cond``. Each family (pixelcnn.py,
 pixelsnail.py, transformer.py) brings its network (``forward``) and its incremental evaluator
-(``sampler_class``); everything else is here. The families are listed in
+(``sampler_class``); everything else is here. The masked prior (maskgit.py) is the exception that
+has no reading order: it brings its own training step and is drawn in rounds. The families are listed in
 ``helpers.models.PRIOR_FAMILIES``.
 """
 

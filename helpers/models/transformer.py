@@ -44,12 +44,13 @@ class TransformerPriorConfig(PriorConfig):
 
 
 class _Block(nn.Module):
-    """x + attention(norm(x)), then x + mlp(norm(x)); attention over positions <= t."""
+    """x + attention(norm(x)), then x + mlp(norm(x)); attention over positions <= t, or over every
+    position where ``causal`` is False (the masked prior, maskgit.py)."""
 
-    def __init__(self, cfg: TransformerPriorConfig):
+    def __init__(self, cfg: TransformerPriorConfig, causal: bool = True):
         super().__init__()
         c = cfg.hidden
-        self.heads = cfg.heads
+        self.heads, self.causal = cfg.heads, causal
         self.norm1, self.norm2 = nn.LayerNorm(c), nn.LayerNorm(c)
         self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
         self.mlp = nn.Sequential(nn.Linear(c, cfg.mlp_ratio * c), nn.GELU(), nn.Linear(cfg.mlp_ratio * c, c))
@@ -66,7 +67,7 @@ class _Block(nn.Module):
 
     def forward(self, x):
         q, k, v = self._qkv(x)
-        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=self.causal))
 
     def step(self, x, keys, values, t: int):
         """Position t alone, (B, 1, C): its key and value go into the caches (B, heads, L, d),
