@@ -58,13 +58,14 @@ def test_every_training_budget_in_the_profile_table_is_steps(monkeypatch, tmp_pa
     assert budgets == {"vqvae_steps", "latent16_steps", "prior_steps", "vqvae2_steps", "prior2_steps",
                        "superres_steps", "classifier_steps"}
     assert not any("minutes" in f.name or "epochs" in f.name for f in dataclasses.fields(Profile))
-    every32, every64 = {"pixelcnn", "gated_pixelcnn", "transformer"}, {"pixelsnail", "pixelcnn"}
+    every32, every64 = {"pixelcnn", "gated_pixelcnn", "transformer", "maskgit"}, {"pixelsnail", "pixelcnn"}
     for profile in PROFILES.values():
-        # quick trains one prior per size, full leaves out the gated PixelCNN (smoke still runs it); every
-        # profile trains those 05 loads (the 32 px PixelCNN, the PixelSNAIL)
+        # quick trains one prior per size, full leaves out the gated PixelCNN and the masked prior, only smoke
+        # runs the masked prior; every profile trains those 05 loads (the 32 px PixelCNN, the PixelSNAIL)
         trains32 = stages.budgeted(sorted(every32), profile.prior_steps, profile.name)
         trains64 = stages.budgeted(sorted(every64), profile.prior2_steps, profile.name)
-        expected32 = {"quick": {"pixelcnn"}, "full": every32 - {"gated_pixelcnn"}}.get(profile.name, every32)
+        expected32 = {"smoke": every32, "quick": {"pixelcnn"},
+                      "full": every32 - {"gated_pixelcnn", "maskgit"}}.get(profile.name, every32 - {"maskgit"})
         assert set(trains32) == expected32
         assert set(trains64) == ({"pixelsnail"} if profile.name == "quick" else every64)
         assert set(profile.prior_steps) == set(trains32)
