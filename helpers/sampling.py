@@ -260,6 +260,8 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
     method, (H, W) = _pick_method(prior, method), tuple(shape)
     if method == "rounds" and return_nll:
         raise ValueError("a masked prior gives no likelihood of its samples (return_nll): use a raster prior")
+    if method == "rounds" and cond is not None:
+        raise ValueError("the masked prior takes no spatial condition (cond)")
     device = device_of(prior)
     labels = _labels_for(labels, n, device)
     null = _guided_labels(prior, labels, guidance)
@@ -282,8 +284,6 @@ def sample_codes(prior, n: int, shape=(8, 8), *, labels=None, temperature: float
             c = None if cond is None else cond[b].to(device)
             if method == "rounds":
                 known = (None, None) if known_mask is None else (known_codes[b], known_mask[b])
-                if c is not None:
-                    raise ValueError("the masked prior takes no spatial condition (cond)")
                 _unmask(prior, grids, lab, null, guidance, _drawing_all(temperature, top_k, generator), generator,
                         *known, bar=bar)
                 continue

@@ -30,24 +30,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register
-from .prior import Dropout, Prior, PriorConfig, init_label_embeddings, label_bias, style_embedding
-from .transformer import _Block
+from .transformer import GridTransformer, TransformerPriorConfig
 
 
 @dataclass
-class MaskedPriorConfig(PriorConfig):
-    """The masked prior: the transformer prior's sizes, and how it samples."""
+class MaskedPriorConfig(TransformerPriorConfig):
+    """The masked prior: the transformer prior's sizes (and defaults), and how it samples."""
 
-    height: int = 8             # the code grid it models (its positions have learned embeddings)
-    width: int = 8
-    hidden: int = 192           # width of the residual stream (as the transformer prior)
-    layers: int = 4
-    heads: int = 6
-    mlp_ratio: int = 4
     rounds: int = 8             # sampling rounds: each fixes a share of the masked codes (mask_share)
     choice_noise: float = 4.5   # Gumbel noise on the confidences that pick which codes a round keeps,
                                 # falling to 0 by the last round (MaskGIT's choice temperature)
@@ -61,34 +53,19 @@ def mask_share(progress: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class MaskedTransformerPrior(Prior):
-    """Code (or mask token) embeddings, learned positions and the label bias; bidirectional pre-norm
-    blocks; a final LayerNorm and linear head (module doc)."""
+class MaskedTransformerPrior(GridTransformer):
+    """The transformer prior's network without the causal mask; its extra code index is the mask
+    token (module doc)."""
 
     config_class = MaskedPriorConfig
+    causal = False             # every position attends to every other
     masked = True              # sampling.sample_codes draws it in rounds, not in raster order
     supports_row_crop = False  # row i's logits read every row
 
     def __init__(self, cfg: MaskedPriorConfig):
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
         if cfg.rounds < 1:
             raise ValueError(f"rounds must be at least 1, not {cfg.rounds}")
-        super().__init__(cfg, cfg.hidden, extra_codes=1)   # index num_codes: the mask token
-        self.pos = nn.Parameter(torch.randn(cfg.height * cfg.width, cfg.hidden) * 0.02)
-        # index num_classes (num_styles) is "none": what label dropout trains, and what labels=None uses
-        self.cls = nn.Embedding(cfg.num_classes + 1, cfg.hidden) if cfg.num_classes > 0 else None
-        self.style = style_embedding(cfg.hidden, cfg.num_classes, cfg.num_styles)
-        init_label_embeddings(self.cls, self.style)
-        self.drop = Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([_Block(cfg, causal=False) for _ in range(cfg.layers)])
-        self.norm = nn.LayerNorm(cfg.hidden)
-        self.head = nn.Linear(cfg.hidden, cfg.num_codes)
-        for module in self.modules():   # as the transformer prior: small weights, a near-uniform start
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        super().__init__(cfg)
 
     @property
     def mask_code(self) -> int:
@@ -105,15 +82,8 @@ class MaskedTransformerPrior(Prior):
 
     def forward(self, codes, labels=None, cond=None):
         """codes (B, H, W), ``mask_code`` where masked -> logits (B, K, H, W) at every position."""
-        cfg, (B, H, W) = self.config, codes.shape
-        self.check_grid((H, W), cond)
-        labels = self.labels_of(labels, codes)
-        x = self.embed(codes.flatten(1)) + self.pos
-        bias = label_bias(self.cls, self.style, labels)
-        x = self.drop(x + bias[:, None] if torch.is_tensor(bias) else x)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x)).transpose(1, 2).reshape(B, cfg.num_codes, H, W)
+        self.check_grid(codes.shape[1:], cond)
+        return self._logits(self.embed(codes.flatten(1)) + self.pos, codes, labels)
 
     def training_step(self, batch) -> tuple[torch.Tensor, dict]:
         codes, labels, cond = self.unpack(batch)

@@ -103,25 +103,25 @@ class _TransformerSampler:
         return m.head(m.norm(x[:, 0]))
 
 
-@register
-class TransformerPrior(Prior):
-    """Start token and code embeddings, learned positions and the label bias; pre-norm blocks; a
-    final LayerNorm and linear head (module doc)."""
+class GridTransformer(Prior):
+    """What both transformer priors share (this raster one, and the masked one of maskgit.py):
+    code embeddings with one extra index (``num_codes``: the start token here, the mask token there),
+    learned positions and the label bias; pre-norm blocks, causal where ``causal`` is set; a final
+    LayerNorm and linear head."""
 
-    config_class = TransformerPriorConfig
-    sampler_class = _TransformerSampler
+    causal = True
 
     def __init__(self, cfg: TransformerPriorConfig):
         if cfg.hidden % cfg.heads:
             raise ValueError(f"hidden ({cfg.hidden}) must be a multiple of heads ({cfg.heads})")
-        super().__init__(cfg, cfg.hidden, extra_codes=1)   # index num_codes: the start token
+        super().__init__(cfg, cfg.hidden, extra_codes=1)
         self.pos = nn.Parameter(torch.randn(cfg.height * cfg.width, cfg.hidden) * 0.02)
         # index num_classes (num_styles) is "none": what label dropout trains, and what labels=None uses
         self.cls = nn.Embedding(cfg.num_classes + 1, cfg.hidden) if cfg.num_classes > 0 else None
         self.style = style_embedding(cfg.hidden, cfg.num_classes, cfg.num_styles)
         init_label_embeddings(self.cls, self.style)
         self.drop = Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([_Block(cfg) for _ in range(cfg.layers)])
+        self.blocks = nn.ModuleList([_Block(cfg, causal=self.causal) for _ in range(cfg.layers)])
         self.norm = nn.LayerNorm(cfg.hidden)
         self.head = nn.Linear(cfg.hidden, cfg.num_codes)
         for module in self.modules():   # GPT-2's initialisation: small weights, a near-uniform start
@@ -129,6 +129,25 @@ class TransformerPrior(Prior):
                 nn.init.normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.embed.weight, std=0.02)
+
+    def _logits(self, x, codes, labels):
+        """The embedded input x (B, H * W, C) of ``codes`` (B, H, W) with the label bias, through the
+        blocks and the head -> logits (B, K, H, W)."""
+        B, H, W = codes.shape
+        bias = label_bias(self.cls, self.style, self.labels_of(labels, codes))
+        x = self.drop(x + bias[:, None] if torch.is_tensor(bias) else x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x)).transpose(1, 2).reshape(B, self.config.num_codes, H, W)
+
+
+@register
+class TransformerPrior(GridTransformer):
+    """The raster transformer: the input at position t is code t - 1, a start token at t = 0
+    (module doc)."""
+
+    config_class = TransformerPriorConfig
+    sampler_class = _TransformerSampler
 
     def check_grid(self, shape, cond) -> None:
         """A grid of the configured width and at most its height (the first rows, for row-cropped
@@ -140,17 +159,11 @@ class TransformerPrior(Prior):
             raise ValueError("the transformer prior takes no spatial condition (cond)")
 
     def forward(self, codes, labels=None, cond=None):
-        cfg, (B, H, W) = self.config, codes.shape
+        _, H, W = codes.shape
         self.check_grid((H, W), cond)
-        labels = self.labels_of(labels, codes)
         seq = codes.flatten(1)
-        start = torch.full_like(seq[:, :1], cfg.num_codes)
-        x = self.embed(torch.cat([start, seq[:, :-1]], 1)) + self.pos[:H * W]
-        bias = label_bias(self.cls, self.style, labels)
-        x = self.drop(x + bias[:, None] if torch.is_tensor(bias) else x)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x)).transpose(1, 2).reshape(B, cfg.num_codes, H, W)
+        start = torch.full_like(seq[:, :1], self.config.num_codes)
+        return self._logits(self.embed(torch.cat([start, seq[:, :-1]], 1)) + self.pos[:H * W], codes, labels)
 
 
-__all__ = ["TransformerPrior", "TransformerPriorConfig"]
+__all__ = ["GridTransformer", "TransformerPrior", "TransformerPriorConfig"]
